@@ -1,0 +1,188 @@
+"""`aifactory`: the command line over the site model.
+
+Exit status: 0 success, 1 an operation failed (a host, a check), 2 bad input (a stack file,
+an argument). Bad input is printed one problem per line, naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import ConfigError, OperationError, Problem
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _root(args: argparse.Namespace) -> Path:
+    from .stackfile import project_root
+
+    return Path(args.root).resolve() if args.root else project_root()
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    from .stackfile import list_stacks, load_stack
+
+    root = _root(args)
+    problems: list[Problem] = []
+    rows = []
+    for name in list_stacks(root):
+        try:
+            site = load_stack(root, name).site
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        g = site.gpu_stack
+        skus = "+".join(sorted({p.sku for p in site.pools}))
+        rows.append(
+            (
+                site.code,
+                site.country,
+                site.location.city,
+                str(site.node_total),
+                str(site.gpu_total),
+                skus,
+                site.network.fabric.type,
+                f"driver {g.driver} cuda {g.cuda} nccl {g.nccl_version} operator {g.gpu_operator}",
+            )
+        )
+    header = ("SITE", "CC", "CITY", "NODES", "GPUS", "SKU", "FABRIC", "VERSIONS")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    if problems:
+        raise ConfigError(problems)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .policy import Severity, evaluate_sites
+    from .stackfile import list_stacks, load_stack
+
+    root = _root(args)
+    names = args.sites or list_stacks(root)
+    problems: list[Problem] = []
+    stacks = []
+    for name in names:
+        try:
+            stacks.append(load_stack(root, name))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    # Cross-site rules (CIDR overlap between interconnected sites) look at every stack.
+    everyone = stacks if not args.sites else [*stacks, *_others(root, names)]
+    results = evaluate_sites(everyone, only={s.name for s in stacks})
+    errors = 0
+    for r in results:
+        if r.severity is Severity.ERROR:
+            errors += 1
+        if r.severity is not Severity.INFO or args.verbose:
+            print(r.line())
+    for s in stacks:
+        print(f"{s.name}: {'FAIL' if any(r.site == s.name and r.severity is Severity.ERROR for r in results) else 'ok'}")
+    return 2 if errors else 0
+
+
+def _others(root: Path, names: Sequence[str]) -> list:
+    from .stackfile import list_stacks, load_stack
+
+    out = []
+    for name in list_stacks(root):
+        if name in names:
+            continue
+        try:
+            out.append(load_stack(root, name))
+        except ConfigError:
+            continue  # a broken neighbour is reported when it is validated itself
+    return out
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import render_json, render_text, run_plan
+    from .stackfile import load_stack
+
+    stack = load_stack(_root(args), args.site)
+    plan = run_plan(stack)
+    sys.stdout.write(render_json(plan) if args.json else render_text(plan, show_inputs=args.inputs))
+    return 0
+
+
+def cmd_secret(args: argparse.Namespace) -> int:
+    from .secrets import Crypter, SecretsError, read_passphrase
+    from .stackfile import display, read_yaml, stack_path
+
+    root = _root(args)
+    path = stack_path(root, args.site)
+    shown = display(path, root)
+    doc = read_yaml(path, shown)
+    state = doc.get("encryptionsalt") if isinstance(doc, dict) else None
+    if not state:
+        raise ConfigError([Problem(shown, "encryptionsalt", "missing: this stack has no passphrase provider yet")])
+    try:
+        crypter = Crypter.from_state(read_passphrase(), state)
+    except SecretsError as exc:
+        raise ConfigError([Problem(shown, "encryptionsalt", str(exc))]) from None
+    value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise ConfigError([Problem("<stdin>", "", "no value to encrypt (give it on standard input)")])
+    print(f"secure: {crypter.encrypt(value)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aifactory", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", help="project checkout (default: found from the current directory)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("sites", help="one line per site: country, city, nodes, GPUs, versions")
+    p.set_defaults(func=cmd_sites)
+
+    p = sub.add_parser("validate", help="check stack files and run the policies; exit 2 on any error")
+    p.add_argument("sites", nargs="*", metavar="SITE")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print the checks that passed")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="every resource the Pulumi program would register, offline (mock runtime)")
+    p.add_argument("site", metavar="SITE")
+    p.add_argument("--json", action="store_true", help="machine-readable plan")
+    p.add_argument("--inputs", action="store_true", help="text mode: print each resource's inputs too")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("secret", help="encrypt a value for a stack file (Pulumi passphrase provider)")
+    p.add_argument("action", choices=["encrypt"])
+    p.add_argument("site", metavar="SITE")
+    p.set_defaults(func=cmd_secret)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from . import cli_ext
+
+    return cli_ext.REGISTER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except OperationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources, one per concern of a site, each with typed args."""

@@ -1,0 +1,87 @@
+"""DGX nodes as Metal3 BareMetalHosts, each with the Secret holding its BMC credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes.apiextensions import CustomResource
+from pulumi_kubernetes.core.v1 import Namespace, Secret
+
+from .. import labels
+from ..model import NodeView, Site
+
+
+@dataclass(frozen=True)
+class NodesArgs:
+    site: Site
+    # pool name -> {"username", "password"}, a Pulumi secret as the stack config delivers it.
+    credentials: pulumi.Output[dict[str, Any]]
+    namespace: str = "metal3-hosts"
+    # Redfish systems path of the DGX BMC; DGX H100/H200/B200 expose the host as System "DGX".
+    redfish_system: str = "/redfish/v1/Systems/DGX"
+    verify_bmc_tls: bool = True
+
+
+def node_labels(site: Site, node: NodeView) -> dict[str, str]:
+    fabric = site.network.fabric
+    return {
+        labels.SITE: site.code,
+        labels.POOL: node.pool,
+        labels.SKU: node.sku,
+        labels.JURISDICTION: site.jurisdiction.data_residency,
+        labels.FABRIC: fabric.type,
+        labels.RAIL_COUNT: str(len(fabric.rails)),
+        labels.SCALABLE_UNIT: f"su{(node.index - 1) // labels.SCALABLE_UNIT_NODES + 1}",
+        labels.MANAGED_BY: "aifactory",
+    }
+
+
+class DgxNodes(pulumi.ComponentResource):
+    """One BareMetalHost per declared node; Metal3's baremetal-operator provisions them."""
+
+    def __init__(self, name: str, args: NodesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aifactory:site:Nodes", name, None, opts)
+        site = args.site
+        child = pulumi.ResourceOptions(parent=self)
+        self.namespace = Namespace(
+            f"{name}-namespace",
+            metadata={"name": args.namespace, "labels": {labels.SITE: site.code, labels.MANAGED_BY: "aifactory"}},
+            opts=child,
+        )
+        after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
+        # One apply per pool, not per node: the credentials stay secret and the plan stays fast.
+        pool_creds = {
+            pool.name: args.credentials.apply(lambda c, p=pool.name: dict(c[p])) for pool in site.pools
+        }
+        self.hosts: list[CustomResource] = []
+        for node in site.nodes:
+            secret_name = f"{node.hostname}-bmc"
+            Secret(
+                secret_name,
+                metadata={"name": secret_name, "namespace": args.namespace, "labels": node_labels(site, node)},
+                type="Opaque",
+                string_data=pool_creds[node.pool],
+                opts=after_ns,
+            )
+            self.hosts.append(
+                CustomResource(
+                    node.hostname,
+                    api_version="metal3.io/v1alpha1",
+                    kind="BareMetalHost",
+                    metadata={"name": node.hostname, "namespace": args.namespace, "labels": node_labels(site, node)},
+                    spec={
+                        "online": True,
+                        "bootMode": "UEFI",
+                        "bootMACAddress": node.mac,
+                        "bmc": {
+                            "address": f"redfish://{node.bmc_ip}{args.redfish_system}",
+                            "credentialsName": secret_name,
+                            "disableCertificateVerification": not args.verify_bmc_tls,
+                        },
+                    },
+                    opts=after_ns,
+                )
+            )
+        self.register_outputs({"count": len(self.hosts)})
