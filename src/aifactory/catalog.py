@@ -53,8 +53,14 @@ class Sku:
     allreduce_busbw: Threshold | None = None
 
 
-_DGX_H100_GUIDE = Source("NVIDIA DGX H100/H200 User Guide, hardware overview", "https://docs.nvidia.com/dgx/dgxh100-user-guide/introduction-to-dgxh100.html")
-_DGX_B200_GUIDE = Source("NVIDIA DGX B200 User Guide, hardware overview", "https://docs.nvidia.com/dgx/dgxb200-user-guide/introduction-to-dgxb200.html")
+_DGX_H100_GUIDE = Source(
+    "NVIDIA DGX H100/H200 User Guide, hardware overview",
+    "https://docs.nvidia.com/dgx/dgxh100-user-guide/introduction-to-dgxh100.html",
+)
+_DGX_B200_GUIDE = Source(
+    "NVIDIA DGX B200 User Guide, hardware overview",
+    "https://docs.nvidia.com/dgx/dgxb200-user-guide/introduction-to-dgxb200.html",
+)
 _AZ_H100 = Source(
     "Azure/azurehpc-health-checks conf/nd96isr_h100_v5.conf (check_nccl_allreduce 460 GB/s at 16 GB)",
     "https://github.com/Azure/azurehpc-health-checks",
@@ -66,29 +72,62 @@ _AZ_H200 = Source(
 
 SKUS: dict[str, Sku] = {
     "dgx-h100": Sku(
-        name="dgx-h100", gpu_model="H100 SXM5 80GB", gpu_product_prefix="NVIDIA H100",
-        gpu_count=8, gpu_memory_gb=80, architecture="hopper",
-        compute_nics=8, compute_nic_model="ConnectX-7", compute_nic_gbps=400,
-        nvlink_gbps_per_gpu=900, nvlinks_per_gpu=18, power_kw=10.2, nvswitch=True,
-        min_cuda="11.8", min_driver="520.61.05", source=_DGX_H100_GUIDE,
+        name="dgx-h100",
+        gpu_model="H100 SXM5 80GB",
+        gpu_product_prefix="NVIDIA H100",
+        gpu_count=8,
+        gpu_memory_gb=80,
+        architecture="hopper",
+        compute_nics=8,
+        compute_nic_model="ConnectX-7",
+        compute_nic_gbps=400,
+        nvlink_gbps_per_gpu=900,
+        nvlinks_per_gpu=18,
+        power_kw=10.2,
+        nvswitch=True,
+        min_cuda="11.8",
+        min_driver="520.61.05",
+        source=_DGX_H100_GUIDE,
         allreduce_busbw=Threshold(460, "GB/s", _AZ_H100),
     ),
     "dgx-h200": Sku(
-        name="dgx-h200", gpu_model="H200 SXM 141GB", gpu_product_prefix="NVIDIA H200",
-        gpu_count=8, gpu_memory_gb=141, architecture="hopper",
-        compute_nics=8, compute_nic_model="ConnectX-7", compute_nic_gbps=400,
-        nvlink_gbps_per_gpu=900, nvlinks_per_gpu=18, power_kw=10.2, nvswitch=True,
+        name="dgx-h200",
+        gpu_model="H200 SXM 141GB",
+        gpu_product_prefix="NVIDIA H200",
+        gpu_count=8,
+        gpu_memory_gb=141,
+        architecture="hopper",
+        compute_nics=8,
+        compute_nic_model="ConnectX-7",
+        compute_nic_gbps=400,
+        nvlink_gbps_per_gpu=900,
+        nvlinks_per_gpu=18,
+        power_kw=10.2,
+        nvswitch=True,
         # DGX H200 ships with DGX OS 6 and the R550 driver; CUDA 12.4 is that branch's toolkit.
-        min_cuda="12.4", min_driver="550.54.14", source=_DGX_H100_GUIDE,
+        min_cuda="12.4",
+        min_driver="550.54.14",
+        source=_DGX_H100_GUIDE,
         allreduce_busbw=Threshold(431, "GB/s", _AZ_H200),
     ),
     "dgx-b200": Sku(
-        name="dgx-b200", gpu_model="B200 180GB", gpu_product_prefix="NVIDIA B200",
-        gpu_count=8, gpu_memory_gb=180, architecture="blackwell",
-        compute_nics=8, compute_nic_model="ConnectX-7", compute_nic_gbps=400,
-        nvlink_gbps_per_gpu=1800, nvlinks_per_gpu=18, power_kw=14.3, nvswitch=True,
+        name="dgx-b200",
+        gpu_model="B200 180GB",
+        gpu_product_prefix="NVIDIA B200",
+        gpu_count=8,
+        gpu_memory_gb=180,
+        architecture="blackwell",
+        compute_nics=8,
+        compute_nic_model="ConnectX-7",
+        compute_nic_gbps=400,
+        nvlink_gbps_per_gpu=1800,
+        nvlinks_per_gpu=18,
+        power_kw=14.3,
+        nvswitch=True,
         # Blackwell (sm_100) first appears in CUDA 12.8, whose minimum driver is 570.26.
-        min_cuda="12.8", min_driver="570.26", source=_DGX_B200_GUIDE,
+        min_cuda="12.8",
+        min_driver="570.26",
+        source=_DGX_B200_GUIDE,
         allreduce_busbw=None,
     ),
 }

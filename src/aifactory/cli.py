@@ -82,7 +82,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if r.severity is not Severity.INFO or args.verbose:
             print(r.line())
     for s in stacks:
-        print(f"{s.name}: {'FAIL' if any(r.site == s.name and r.severity is Severity.ERROR for r in results) else 'ok'}")
+        print(
+            f"{s.name}: {'FAIL' if any(r.site == s.name and r.severity is Severity.ERROR for r in results) else 'ok'}"
+        )
     return 2 if errors else 0
 
 

@@ -52,7 +52,7 @@ def _sku(value: str) -> str:
 
 
 def _dotted(parts: int) -> object:
-    pattern = re.compile(r"^\d+(\.\d+){%d}$" % (parts - 1))
+    pattern = re.compile(rf"^\d+(\.\d+){{{parts - 1}}}$")
 
     def check(value: str) -> str:
         if not pattern.match(value):

@@ -8,6 +8,7 @@ fed in as secret config holding a marker, and any value the SDK serialises as se
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import json
 from collections import Counter
@@ -22,11 +23,11 @@ from pulumi.runtime.settings import reset_options
 
 from .stackfile import CREDENTIALS_KEY, PROJECT, SITE_KEY, Stack
 
-SECRET = "[secret]"
+SECRET = "[secret]"  # noqa: S105 - the mask, not a password
 UNKNOWN = "[unknown]"
 # Wire signatures of Pulumi's property serialisation (sdk/python/lib/pulumi/runtime/rpc.py).
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
-_SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"
+_SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270"  # noqa: S105 - a wire signature
 _SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e"
 _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 # What the plan feeds in place of each BMC password; tests assert it never shows.
@@ -165,15 +166,15 @@ def run_plan(stack: Stack) -> Plan:
         return pulumi.Output.from_input(outs).apply(captured.update)
 
     program()
-    _close_idle_loops()
     return Plan(stack.name, _tree_order(monitor.registrations), captured)
 
 
+@atexit.register
 def _close_idle_loops() -> None:
-    """Close the event loops the mock monitor's worker threads left behind.
+    """Close, at exit, the event loops the mock runtime's worker threads keep for reuse.
 
-    Left open, they are collected at interpreter exit after their self-pipe sockets, and
-    asyncio prints a spurious 'Invalid file descriptor' traceback.
+    Left open, they are collected after their self-pipe sockets, and asyncio prints a
+    spurious 'Invalid file descriptor' traceback.
     """
     for obj in gc.get_objects():
         if isinstance(obj, asyncio.AbstractEventLoop) and not obj.is_running() and not obj.is_closed():

@@ -121,7 +121,9 @@ def parse_stack(doc: Any, name: str, path: Path, shown: str) -> Stack:
         raise ConfigError([*problems, Problem(shown, "config", "missing, or not a mapping")])
     for key in sorted(set(config) - _CONFIG_KEYS, key=str):
         problems.append(
-            Problem(shown, f"config.{key}", f"unknown config key (this project reads {', '.join(sorted(_CONFIG_KEYS))})")
+            Problem(
+                shown, f"config.{key}", f"unknown config key (this project reads {', '.join(sorted(_CONFIG_KEYS))})"
+            )
         )
 
     raw_site = config.get(SITE_KEY)

@@ -130,7 +130,9 @@ class SiteNetwork(pulumi.ComponentResource):
                     "egress": [
                         {"to": [{"podSelector": {}}]},
                         {
-                            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                            "to": [
+                                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+                            ],
                             "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
                         },
                     ],

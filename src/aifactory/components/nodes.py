@@ -52,9 +52,7 @@ class DgxNodes(pulumi.ComponentResource):
         )
         after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         # One apply per pool, not per node: the credentials stay secret and the plan stays fast.
-        pool_creds = {
-            pool.name: args.credentials.apply(lambda c, p=pool.name: dict(c[p])) for pool in site.pools
-        }
+        pool_creds = {pool.name: args.credentials.apply(lambda c, p=pool.name: dict(c[p])) for pool in site.pools}
         self.hosts: list[CustomResource] = []
         for node in site.nodes:
             secret_name = f"{node.hostname}-bmc"

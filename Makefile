@@ -1,0 +1,44 @@
+# The two commands of the README, and the steps they are made of.
+#   make lab    set up, then run the whole job on the lab site: validate, plan, inventory,
+#               test hosts up, bootstrap (twice), verify, test hosts down
+#   make test   set up, then run the test suite (what CI runs)
+
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+SETUP   := $(VENV)/.setup-done
+APT_PKGS := mmdebstrap systemd-container apt-cacher-ng iproute2 openssh-client
+
+.PHONY: lab test setup lint bench clean
+
+$(SETUP): pyproject.toml
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	fi
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(SETUP)
+
+lab: $(SETUP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/aifactory lab
+
+test: $(SETUP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+lint: $(SETUP)
+	$(BIN)/ruff check src tests benchmarks stacks
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --profile production roles playbooks
+
+bench: $(SETUP)
+	$(BIN)/python benchmarks/plan_bench.py
+
+clean:
+	-PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/aifactory testvm down
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aifactory.cli import main as cli_main
+from aifactory.plan import Plan, run_plan
+from aifactory.stackfile import list_stacks, load_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+SITES = list_stacks(ROOT)
+COUNTRY_SITES = [s for s in SITES if s != "lab"]
+
+_plans: dict[str, Plan] = {}
+
+
+def plan_of(site: str) -> Plan:
+    if site not in _plans:
+        _plans[site] = run_plan(load_stack(ROOT, site))
+    return _plans[site]
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the project's stacks that a test may break."""
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copytree(ROOT / "stacks", tmp_path / "stacks", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    def run(*args: str, root: Path = ROOT) -> tuple[int, str, str]:
+        code = cli_main(["--root", str(root), *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

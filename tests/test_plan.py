@@ -1,0 +1,163 @@
+"""The Pulumi program, run offline under Pulumi's mock runtime, for every stack."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aifactory.catalog import GPU_OPERATOR_VALUE_KEYS
+from aifactory.components.gpu_operator import gpu_operator_values
+from aifactory.plan import PLACEHOLDER, SECRET, run_plan
+from aifactory.stackfile import load_stack
+
+from .conftest import ROOT, SITES, plan_of
+
+BMH = "kubernetes:metal3.io/v1alpha1:BareMetalHost"
+NAD = "kubernetes:k8s.cni.cncf.io/v1:NetworkAttachmentDefinition"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+QUOTA = "kubernetes:core/v1:ResourceQuota"
+SECRET_T = "kubernetes:core/v1:Secret"
+
+
+def test_six_sites_are_declared():
+    assert set(SITES) == {"za", "ng", "ke", "eg", "ma", "lab"}
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_one_baremetalhost_per_declared_node(site):
+    stack = load_stack(ROOT, site)
+    plan = plan_of(site)
+    hosts = {r.name: r.inputs for r in plan.of_type(BMH)}
+    assert sorted(hosts) == sorted(n.hostname for n in stack.site.nodes)
+    for node in stack.site.nodes:
+        spec = hosts[node.hostname]["spec"]
+        assert spec["bootMACAddress"] == node.mac
+        assert spec["bmc"]["address"].startswith(f"redfish://{node.bmc_ip}/")
+        assert spec["bmc"]["credentialsName"] == f"{node.hostname}-bmc"
+        labels = hosts[node.hostname]["metadata"]["labels"]
+        assert labels["aifactory.io/sku"] == node.sku
+        assert labels["aifactory.io/jurisdiction"] == stack.site.jurisdiction.data_residency
+        assert labels["aifactory.io/rail-count"] == str(len(stack.site.network.fabric.rails))
+    secrets = {r.name for r in plan.of_type(SECRET_T)}
+    assert secrets == {f"{n.hostname}-bmc" for n in stack.site.nodes}
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_gpu_operator_release_is_pinned_and_derived(site):
+    stack = load_stack(ROOT, site)
+    (release,) = plan_of(site).of_type(RELEASE)
+    inputs = release.inputs
+    assert inputs["chart"] == "gpu-operator"
+    assert inputs["version"] == stack.site.gpu_stack.gpu_operator
+    assert inputs["repositoryOpts"]["repo"] == stack.site.mirrors.charts.url
+    values = inputs["values"]
+    assert values["driver"]["enabled"] is False  # the host driver belongs to Ansible
+    assert values["mig"]["strategy"] == stack.site.gpu_stack.mig.strategy
+    assert values["migManager"]["enabled"] is (stack.site.gpu_stack.mig.strategy != "none")
+    registry = stack.site.mirrors.containers.host
+    for component in ("toolkit", "devicePlugin", "dcgmExporter", "validator", "operator", "migManager", "gfd"):
+        assert values[component]["repository"].startswith(registry + "/"), component
+    assert values == gpu_operator_values(stack.site)
+
+
+def _leaf_keys(values, prefix=""):
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from _leaf_keys(value, path + ".")
+        else:
+            yield path
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_gpu_operator_values_use_only_checked_chart_keys(site):
+    keys = set(_leaf_keys(gpu_operator_values(load_stack(ROOT, site).site)))
+    assert keys <= GPU_OPERATOR_VALUE_KEYS, keys - GPU_OPERATOR_VALUE_KEYS
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_one_network_attachment_per_rail(site):
+    rails = load_stack(ROOT, site).site.network.fabric.rails
+    nads = {r.inputs["metadata"]["name"]: json.loads(r.inputs["spec"]["config"]) for r in plan_of(site).of_type(NAD)}
+    assert sorted(nads) == sorted(r.name for r in rails)
+    for rail in rails:
+        assert nads[rail.name]["master"] == rail.interface
+        assert nads[rail.name]["ipam"] == {"type": "nv-ipam", "poolName": rail.name}
+    pools = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]["subnet"]
+        for r in plan_of(site).of_type("kubernetes:nv-ipam.nvidia.com/v1alpha1:IPPool")
+    }
+    assert pools == {r.name: str(r.cidr) for r in rails}
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_quotas_match_tenants(site):
+    tenants = load_stack(ROOT, site).site.tenants
+    quotas = {r.inputs["metadata"]["namespace"]: r.inputs["spec"]["hard"] for r in plan_of(site).of_type(QUOTA)}
+    assert quotas == {t.name: {"requests.nvidia.com/gpu": str(t.gpu_quota)} for t in tenants}
+    policies = [
+        r
+        for r in plan_of(site).of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if r.inputs["metadata"]["name"] == "default-deny"
+    ]
+    assert sorted(p.inputs["metadata"]["namespace"] for p in policies) == sorted(t.name for t in tenants)
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_no_secret_value_in_plan_output(site, cli):
+    stack = load_stack(ROOT, site)
+    code, out_json, _ = cli("plan", site, "--json")
+    assert code == 0
+    code, out_text, _ = cli("plan", site, "--inputs")
+    assert code == 0
+    for text in (out_json, out_text):
+        assert PLACEHOLDER not in text
+        for cred in stack.credentials.values():
+            assert cred.password_ciphertext not in text
+            assert cred.password_ciphertext.split(":")[2] not in text
+    for secret in json.loads(out_json)["resources"]:
+        if secret["type"] == SECRET_T:
+            assert secret["inputs"]["stringData"] == SECRET
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_outputs(site):
+    stack = load_stack(ROOT, site)
+    out = plan_of(site).outputs
+    assert out["gpus"]["total"] == stack.site.gpu_total == sum(p.count * p.spec.gpu_count for p in stack.site.pools)
+    assert [n["hostname"] for n in out["nodes"]] == [n.hostname for n in stack.site.nodes]
+    assert out["versions"]["driver"] == stack.site.gpu_stack.driver
+
+
+def test_plan_is_byte_identical_across_runs(cli):
+    first = cli("plan", "ma", "--json")
+    second = cli("plan", "ma", "--json")
+    assert first == second
+    assert cli("plan", "ma")[1] == cli("plan", "ma")[1]
+
+
+def test_json_shape(cli):
+    code, out, _ = cli("plan", "lab", "--json")
+    doc = json.loads(out)
+    assert set(doc) == {"site", "resources", "outputs"}
+    assert doc["site"] == "lab"
+    for r in doc["resources"]:
+        assert set(r) == {"type", "name", "parent", "inputs"}
+    children = [r for r in doc["resources"] if r["type"] == BMH]
+    assert {r["parent"] for r in children} == {"aifactory:site:Nodes::nodes"}
+
+
+def test_text_plan_counts_types(cli):
+    code, out, _ = cli("plan", "za")
+    assert code == 0
+    assert "    32  kubernetes:metal3.io/v1alpha1:BareMetalHost" in out
+    assert "     8  kubernetes:k8s.cni.cncf.io/v1:NetworkAttachmentDefinition" in out
+
+
+def test_program_refuses_other_cluster_contexts():
+    plan = run_plan(load_stack(ROOT, "ke"))
+    (provider,) = plan.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["context"] == "aifactory-ke-nbo1"
+    # every Kubernetes resource goes through that provider, not an ambient default one
+    assert not [r for r in plan.resources if r.type == "pulumi:providers:kubernetes" and r.name == "default"]
