@@ -4,5 +4,118 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
+
+from .errors import ConfigError
 
 REGISTER: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _root(args: argparse.Namespace) -> Path:
+    from .stackfile import project_root
+
+    return Path(args.root).resolve() if args.root else project_root()
+
+
+def _register(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
+    REGISTER.append(fn)
+    return fn
+
+
+# -- inventory ----------------------------------------------------------------------------
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from . import inventory
+    from .stackfile import list_stacks, load_stack
+
+    root = _root(args)
+    names = args.sites or list_stacks(root)
+    stacks, problems = [], []
+    for name in names:
+        try:
+            stacks.append(load_stack(root, name))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    if args.check:
+        stale = [(s.name, p, why) for s in stacks for p, why in inventory.drift(s, root)]
+        for name, path, why in stale:
+            print(f"{path.relative_to(root)}: {why} (run `aifactory inventory {name}`)")
+        if stale:
+            return 1
+        print(f"inventories in sync with their stacks: {', '.join(s.name for s in stacks)}")
+        return 0
+    for s in stacks:
+        changed = inventory.write(s, root)
+        print(f"{s.name}: {len(changed)} file(s) written" + "".join(f"\n  {p.relative_to(root)}" for p in changed))
+    return 0
+
+
+@_register
+def _inventory(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inventory", help="render inventories/SITE from the stack (all sites when none named)")
+    p.add_argument("sites", nargs="*", metavar="SITE")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if any inventory is out of sync")
+    p.set_defaults(func=cmd_inventory)
+
+
+# -- test hosts ---------------------------------------------------------------------------
+
+
+def cmd_testvm(args: argparse.Namespace) -> int:
+    from . import testvm
+    from .stackfile import load_stack
+
+    root = _root(args)
+    if args.action == "up":
+        testvm.up(load_stack(root, args.site), root)
+        return 0
+    if args.action == "down":
+        testvm.down(args.site)
+        return 0
+    st = testvm.status(args.site)
+    print(f"bridge {testvm.Layout(args.site).bridge}: {'up' if st.bridge else 'absent'}")
+    print(f"package proxy: {'running' if st.proxy else 'stopped'}; artifact mirror: {'running' if st.mirror else 'stopped'}")
+    for name, ip, running, ssh in st.hosts:
+        print(f"host {name} {ip}: {'running' if running else 'stopped'}, ssh {'open' if ssh else 'closed'}")
+    for m in st.mounts:
+        print(f"mount {m}")
+    if st.processes:
+        print(f"processes: {' '.join(map(str, st.processes))}")
+    if not st.anything:
+        print("nothing running")
+    return 0
+
+
+@_register
+def _testvm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("testvm", help="systemd-nspawn test hosts for the lab site: up, down, status")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("--site", default="lab", help="site whose nodes the test hosts play (default: lab)")
+    p.set_defaults(func=cmd_testvm)
+
+
+# -- bootstrap ----------------------------------------------------------------------------
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from .bootstrap import prune_runs, run_playbook, summary
+    from .stackfile import load_stack
+
+    root = _root(args)
+    stack = load_stack(root, args.site)
+    result = run_playbook(stack, root, limit=args.limit, check=args.check)
+    print(summary(result))
+    prune_runs(root, stack.name)
+    return 1 if result.failed_hosts or result.rc != 0 else 0
+
+
+@_register
+def _bootstrap(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bootstrap", help="install the site's driver, CUDA and NCCL on its nodes (Ansible)")
+    p.add_argument("site", metavar="SITE")
+    p.add_argument("--limit", metavar="HOSTS", help="Ansible host pattern, e.g. lab-gpu-01")
+    p.add_argument("--check", action="store_true", help="check mode: report what would change, change nothing")
+    p.set_defaults(func=cmd_bootstrap)

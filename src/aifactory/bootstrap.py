@@ -1,0 +1,159 @@
+"""Run playbooks/bootstrap.yml on a site's nodes through ansible-runner's Python API.
+
+Live per-task progress, a per-host summary (ok / changed / failed / unreachable), a non-zero
+exit when any host failed, and every run's artifacts (events, stdout, the command) kept in
+runs/<site>/<timestamp>/ for the record.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OperationError
+from .inventory import drift, hosts_file
+from .stackfile import Stack
+from .testvm import ssh_config_for
+
+PLAYBOOK = "playbooks/bootstrap.yml"
+COUNTS = ("ok", "changed", "failures", "dark", "skipped")
+
+
+@dataclass
+class HostSummary:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class RunResult:
+    status: str
+    rc: int
+    artifacts: Path
+    hosts: dict[str, HostSummary] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return sorted(h for h, s in self.hosts.items() if s.failed or s.unreachable)
+
+    @property
+    def changed_total(self) -> int:
+        return sum(s.changed for s in self.hosts.values())
+
+
+class _Progress:
+    """Prints one line per task and one per host result, as events arrive."""
+
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self.out = out
+        self.messages: dict[str, list[str]] = {}
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        host = data.get("host", "")
+        if kind == "playbook_on_task_start":
+            self.out(f"TASK {data.get('task', '')}")
+        elif kind == "runner_on_ok":
+            res = data.get("res", {})
+            state = "changed" if res.get("changed") else "ok"
+            msg = " ".join(str(res.get("msg", "")).split()) if data.get("task_action") == "ansible.builtin.debug" else ""
+            self.out(f"  {state:11s} {host}" + (f": {msg}" if msg else ""))
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self.out(f"  FAILED      {host}: {_reason(data.get('res', {}))}")
+        elif kind == "runner_on_unreachable":
+            self.out(f"  UNREACHABLE {host}: {data.get('res', {}).get('msg', '')}")
+        elif kind == "runner_on_skipped":
+            self.out(f"  skipped     {host}")
+        return True
+
+
+def _reason(res: dict[str, Any]) -> str:
+    text = res.get("msg") or res.get("stderr") or res.get("module_stderr") or ""
+    return " ".join(str(text).split())[:300]
+
+
+def run_playbook(
+    stack: Stack,
+    root: Path,
+    limit: str | None = None,
+    check: bool = False,
+    say: Callable[[str], None] = print,
+    quiet: bool = False,
+) -> RunResult:
+    import ansible_runner
+
+    inventory = hosts_file(root, stack.name)
+    stale = drift(stack, root)
+    if stale:
+        names = ", ".join(str(p.relative_to(root)) for p, _ in stale)
+        raise OperationError(f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory {stack.name}`")
+    stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+    run_dir = root / "runs" / stack.name / stamp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmdline = ["--diff"] + (["--check"] if check else [])
+    envvars = {
+        "ANSIBLE_ROLES_PATH": str(root / "roles"),
+        "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        # ansible-runner calls ansible-playbook from PATH: make it this interpreter's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    ssh_config = ssh_config_for(stack.name)
+    if ssh_config:
+        envvars["ANSIBLE_SSH_ARGS"] = f"-F {ssh_config}"
+        say(f"using the test hosts' SSH settings {ssh_config}")
+    progress = _Progress((lambda _line: None) if quiet else say)
+    say(f"bootstrap {stack.name}{' (check mode)' if check else ''}: {PLAYBOOK} on {limit or 'all nodes'}; artifacts in {run_dir}")
+    start = time.monotonic()
+    runner = ansible_runner.run(
+        private_data_dir=str(run_dir),
+        project_dir=str(root),
+        playbook=str(root / PLAYBOOK),
+        inventory=str(inventory),
+        limit=limit,
+        cmdline=" ".join(cmdline),
+        envvars=envvars,
+        event_handler=progress,
+        quiet=True,
+        rotate_artifacts=0,
+        timeout=3600,
+    )
+    result = RunResult(runner.status, runner.rc, Path(runner.config.artifact_dir), seconds=time.monotonic() - start)
+    stats = runner.stats or {}
+    for key, attr in zip(COUNTS, ("ok", "changed", "failed", "unreachable", "skipped"), strict=True):
+        for host, n in (stats.get(key) or {}).items():
+            setattr(result.hosts.setdefault(host, HostSummary()), attr, n)
+    if not result.hosts and runner.rc != 0:
+        stdout = Path(runner.config.artifact_dir) / "stdout"
+        tail = stdout.read_text()[-1500:] if stdout.is_file() else ""
+        raise OperationError(f"ansible-playbook exited {runner.rc} before reaching any host:\n{tail}")
+    return result
+
+
+def summary(result: RunResult) -> str:
+    width = max([4, *(len(h) for h in result.hosts)])
+    lines = [f"{'HOST'.ljust(width)}  {'ok':>4} {'changed':>7} {'failed':>6} {'unreachable':>11} {'skipped':>7}"]
+    for host in sorted(result.hosts):
+        s = result.hosts[host]
+        lines.append(f"{host.ljust(width)}  {s.ok:4d} {s.changed:7d} {s.failed:6d} {s.unreachable:11d} {s.skipped:7d}")
+    verdict = "FAILED on " + ", ".join(result.failed_hosts) if result.failed_hosts else "ok"
+    lines.append(f"{verdict} in {result.seconds:.1f} s; artifacts: {result.artifacts}")
+    return "\n".join(lines)
+
+
+def prune_runs(root: Path, site: str, keep: int = 20) -> None:
+    runs = sorted((root / "runs" / site).glob("*"))
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
