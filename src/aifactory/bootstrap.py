@@ -67,7 +67,9 @@ class _Progress:
         elif kind == "runner_on_ok":
             res = data.get("res", {})
             state = "changed" if res.get("changed") else "ok"
-            msg = " ".join(str(res.get("msg", "")).split()) if data.get("task_action") == "ansible.builtin.debug" else ""
+            msg = (
+                " ".join(str(res.get("msg", "")).split()) if data.get("task_action") == "ansible.builtin.debug" else ""
+            )
             self.out(f"  {state:11s} {host}" + (f": {msg}" if msg else ""))
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
             self.out(f"  FAILED      {host}: {_reason(data.get('res', {}))}")
@@ -86,6 +88,7 @@ def _reason(res: dict[str, Any]) -> str:
 def run_playbook(
     stack: Stack,
     root: Path,
+    *,
     limit: str | None = None,
     check: bool = False,
     say: Callable[[str], None] = print,
@@ -97,7 +100,9 @@ def run_playbook(
     stale = drift(stack, root)
     if stale:
         names = ", ".join(str(p.relative_to(root)) for p, _ in stale)
-        raise OperationError(f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory {stack.name}`")
+        raise OperationError(
+            f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory {stack.name}`"
+        )
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     run_dir = root / "runs" / stack.name / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +120,10 @@ def run_playbook(
         envvars["ANSIBLE_SSH_ARGS"] = f"-F {ssh_config}"
         say(f"using the test hosts' SSH settings {ssh_config}")
     progress = _Progress((lambda _line: None) if quiet else say)
-    say(f"bootstrap {stack.name}{' (check mode)' if check else ''}: {PLAYBOOK} on {limit or 'all nodes'}; artifacts in {run_dir}")
+    say(
+        f"bootstrap {stack.name}{' (check mode)' if check else ''}: {PLAYBOOK} on {limit or 'all nodes'}; "
+        f"artifacts in {run_dir}"
+    )
     start = time.monotonic()
     runner = ansible_runner.run(
         private_data_dir=str(run_dir),

@@ -77,7 +77,10 @@ def cmd_testvm(args: argparse.Namespace) -> int:
         return 0
     st = testvm.status(args.site)
     print(f"bridge {testvm.Layout(args.site).bridge}: {'up' if st.bridge else 'absent'}")
-    print(f"package proxy: {'running' if st.proxy else 'stopped'}; artifact mirror: {'running' if st.mirror else 'stopped'}")
+    print(
+        f"package proxy: {'running' if st.proxy else 'stopped'}; "
+        f"artifact mirror: {'running' if st.mirror else 'stopped'}"
+    )
     for name, ip, running, ssh in st.hosts:
         print(f"host {name} {ip}: {'running' if running else 'stopped'}, ssh {'open' if ssh else 'closed'}")
     for m in st.mounts:
@@ -119,3 +122,32 @@ def _bootstrap(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", metavar="HOSTS", help="Ansible host pattern, e.g. lab-gpu-01")
     p.add_argument("--check", action="store_true", help="check mode: report what would change, change nothing")
     p.set_defaults(func=cmd_bootstrap)
+
+
+# -- verify -------------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .stackfile import load_stack
+    from .verify import runner
+
+    root = _root(args)
+    stack = load_stack(root, args.site)
+    results = runner.run(stack, root, limit=args.limit, parallel=args.parallel)
+    print(runner.table(results))
+    if args.junit:
+        runner.write_junit(results, stack.name, Path(args.junit))
+    if args.json:
+        runner.write_json(results, stack.name, Path(args.json))
+    return 1 if any(r.failed for r in results) else 0
+
+
+@_register
+def _verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="check every node has what its site declares (testinfra)")
+    p.add_argument("site", metavar="SITE")
+    p.add_argument("--limit", metavar="HOSTS", help="comma-separated hostname patterns, e.g. 'lab-gpu-0[12]'")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testsuite per node)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--parallel", type=int, default=16, metavar="N", help="nodes checked at once (default 16)")
+    p.set_defaults(func=cmd_verify)

@@ -46,8 +46,10 @@ def hosts(site: Site) -> dict[str, Any]:
         }
         for n in site.nodes
     }
-    pools = {f"pool_{_group(p.name)}": {"hosts": {n.hostname: None for n in site.nodes if n.pool == p.name}}
-             for p in site.pools}
+    pools = {
+        f"pool_{_group(p.name)}": {"hosts": {n.hostname: None for n in site.nodes if n.pool == p.name}}
+        for p in site.pools
+    }
     skus = {
         f"sku_{_group(sku)}": {"hosts": {n.hostname: None for n in site.nodes if n.sku == sku}}
         for sku in sorted({p.sku for p in site.pools})

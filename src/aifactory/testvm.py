@@ -44,13 +44,26 @@ STATE_ROOT = Path(os.environ.get("AIFACTORY_STATE_DIR", "/var/lib/aifactory/test
 CACHE_ROOT = Path(os.environ.get("AIFACTORY_CACHE_DIR", "/var/cache/aifactory"))
 SUITE = "bookworm"
 ROOTFS_PACKAGES = (
-    "python3", "python3-apt", "openssh-server", "sudo", "iproute2", "systemd-sysv", "dbus",
-    "ca-certificates", "procps",
+    "python3",
+    "python3-apt",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "systemd-sysv",
+    "dbus",
+    "ca-certificates",
+    "procps",
 )
 # Debian's archive, which the package proxy serves to the hosts.
 UPSTREAM_DEBIAN = "http://deb.debian.org/debian/"
-TOOLS = {"mmdebstrap": "mmdebstrap", "systemd-nspawn": "systemd-container", "apt-cacher-ng": "apt-cacher-ng",
-         "ip": "iproute2", "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
+TOOLS = {
+    "mmdebstrap": "mmdebstrap",
+    "systemd-nspawn": "systemd-container",
+    "apt-cacher-ng": "apt-cacher-ng",
+    "ip": "iproute2",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+}
 
 Say = Callable[[str], None]
 
@@ -116,19 +129,40 @@ def plan_hosts(site: Site, shown: str) -> tuple[str, int, int, int]:
     """Gateway, prefix, proxy port and mirror port, checked against the site's own mirrors."""
     mgmt = site.network.management
     if mgmt.gateway is None:
-        raise ConfigError([Problem(shown, f"{SITE_KEY}.network.management.gateway",
-                                   "test hosts need a gateway: the bridge takes that address")])
+        raise ConfigError(
+            [
+                Problem(
+                    shown,
+                    f"{SITE_KEY}.network.management.gateway",
+                    "test hosts need a gateway: the bridge takes that address",
+                )
+            ]
+        )
     gw = str(mgmt.gateway)
     ports = []
     for field_name, url in (("debian", site.mirrors.debian.url), ("artifacts", site.mirrors.artifacts.url)):
         parts = urlsplit(url)
         if parts.hostname != gw or parts.scheme != "http":
-            raise ConfigError([Problem(shown, f"{SITE_KEY}.mirrors.{field_name}.url",
-                                       f"test hosts reach mirrors only on the bridge: must be http://{gw}:PORT/...")])
+            raise ConfigError(
+                [
+                    Problem(
+                        shown,
+                        f"{SITE_KEY}.mirrors.{field_name}.url",
+                        f"test hosts reach mirrors only on the bridge: must be http://{gw}:PORT/...",
+                    )
+                ]
+            )
         ports.append(parts.port or 80)
     if not urlsplit(site.mirrors.debian.url).path.startswith("/deb.debian.org/debian"):
-        raise ConfigError([Problem(shown, f"{SITE_KEY}.mirrors.debian.url",
-                                   "the lab package proxy serves Debian at /deb.debian.org/debian")])
+        raise ConfigError(
+            [
+                Problem(
+                    shown,
+                    f"{SITE_KEY}.mirrors.debian.url",
+                    "the lab package proxy serves Debian at /deb.debian.org/debian",
+                )
+            ]
+        )
     return gw, mgmt.cidr.prefixlen, ports[0], ports[1]
 
 
@@ -146,7 +180,9 @@ def _must(cmd: list[str], what: str) -> str:
 def preflight() -> None:
     if os.geteuid() != 0:
         raise OperationError("test hosts need root (network namespaces, overlay mounts, systemd-nspawn)")
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()})
+    missing = sorted(
+        {pkg for tool, pkg in TOOLS.items() if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()}
+    )
     if missing:
         raise OperationError(f"missing tools; install them with: apt-get install {' '.join(missing)}")
 
@@ -261,9 +297,25 @@ def ensure_artifacts(site: Site, say: Say) -> None:
         return
     say(f"artifact mirror: fetching NCCL {g.nccl_version} for CUDA {major} (nvidia-nccl-cu{major}) from PyPI")
     with tempfile.TemporaryDirectory() as tmp:
-        _must([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-               "--platform", "manylinux2014_x86_64", "--python-version", "3.11",
-               f"nvidia-nccl-cu{major}=={g.nccl_version}", "-d", tmp], "downloading the NCCL redistributable")
+        _must(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux2014_x86_64",
+                "--python-version",
+                "3.11",
+                f"nvidia-nccl-cu{major}=={g.nccl_version}",
+                "-d",
+                tmp,
+            ],
+            "downloading the NCCL redistributable",
+        )
         (wheel,) = Path(tmp).glob("*.whl")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(wheel), target)
@@ -301,10 +353,14 @@ def ensure_rootfs(site: Site, say: Say) -> Path:
     say(f"rootfs: building Debian {SUITE} with mmdebstrap through {site.mirrors.debian.url}")
     start = time.monotonic()
     cmd = [
-        "mmdebstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}",
-        "--customize-hook=chroot \"$1\" systemctl enable ssh systemd-networkd",
-        "--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*",
-        SUITE, str(building), f"deb {site.mirrors.debian.url} {SUITE} main",
+        "mmdebstrap",
+        "--variant=minbase",
+        f"--include={','.join(ROOTFS_PACKAGES)}",
+        '--customize-hook=chroot "$1" systemctl enable ssh systemd-networkd',
+        '--customize-hook=rm -f "$1"/etc/ssh/ssh_host_*',
+        SUITE,
+        str(building),
+        f"deb {site.mirrors.debian.url} {SUITE} main",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -328,15 +384,25 @@ def _mounted(path: Path) -> bool:
     return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
 
 
-def prepare_host(layout: Layout, site: Site, rootfs: Path, name: str, ip: str, prefix: int, pubkey: str) -> Path:
+def prepare_host(layout: Layout, site: Site, rootfs: Path, *, name: str, ip: str, prefix: int, pubkey: str) -> Path:
     d = layout.host_dir(name)
     upper, work, merged = d / "upper", d / "work", d / "merged"
     if not _mounted(merged):
         for p in (upper, work, merged):
             shutil.rmtree(p, ignore_errors=True)
             p.mkdir(parents=True)
-        _must(["mount", "-t", "overlay", "overlay", "-o",
-               f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(merged)], f"mounting {name}'s overlay")
+        _must(
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={rootfs},upperdir={upper},workdir={work}",
+                str(merged),
+            ],
+            f"mounting {name}'s overlay",
+        )
     etc = merged / "etc"
     (etc / "hostname").write_text(name + "\n")
     (etc / "machine-id").write_text(uuid.uuid5(uuid.NAMESPACE_DNS, f"{site.code}.{name}").hex + "\n")
@@ -345,7 +411,9 @@ def prepare_host(layout: Layout, site: Site, rootfs: Path, name: str, ip: str, p
     (etc / "resolv.conf").write_text("# test host: no resolver; mirrors are addressed by IP\n")
     net = etc / "systemd" / "network"
     net.mkdir(parents=True, exist_ok=True)
-    (net / "10-host0.network").write_text(f"[Match]\nName=host0\n\n[Network]\nAddress={ip}/{prefix}\nLinkLocalAddressing=no\n")
+    (net / "10-host0.network").write_text(
+        f"[Match]\nName=host0\n\n[Network]\nAddress={ip}/{prefix}\nLinkLocalAddressing=no\n"
+    )
     ssh = merged / "root" / ".ssh"
     ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
     (ssh / "authorized_keys").write_text(pubkey)
@@ -367,8 +435,22 @@ def write_ssh_config(layout: Layout, hosts: list[HostState]) -> None:
 
 
 def _ssh_ready(layout: Layout, host: str) -> bool:
-    return _run(["ssh", "-F", str(layout.ssh_config), "-o", "ConnectTimeout=2", "-o", "BatchMode=yes",
-                 host, "systemctl is-system-running --wait >/dev/null 2>&1; true"]).returncode == 0
+    return (
+        _run(
+            [
+                "ssh",
+                "-F",
+                str(layout.ssh_config),
+                "-o",
+                "ConnectTimeout=2",
+                "-o",
+                "BatchMode=yes",
+                host,
+                "systemctl is-system-running --wait >/dev/null 2>&1; true",
+            ]
+        ).returncode
+        == 0
+    )
 
 
 def up(stack: Stack, root: Path, say: Say = _say) -> State:
@@ -389,8 +471,21 @@ def up(stack: Stack, root: Path, say: Say = _say) -> State:
     rootfs = ensure_rootfs(site, say)
     state.rootfs = str(rootfs)
     if not layout.key.is_file():
-        _must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"aifactory-testvm-{site.code}",
-               "-f", str(layout.key)], "making the run's SSH key")
+        _must(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"aifactory-testvm-{site.code}",
+                "-f",
+                str(layout.key),
+            ],
+            "making the run's SSH key",
+        )
     pubkey = layout.key.with_suffix(".pub").read_text()
     known = {h.name: h for h in state.hosts}
     hosts: list[HostState] = []
@@ -400,11 +495,21 @@ def up(stack: Stack, root: Path, say: Say = _say) -> State:
         h = known.get(node.hostname) or HostState(node.hostname, str(node.management_ip))
         h.ip = str(node.management_ip)
         if not _alive(h.pid):
-            merged = prepare_host(layout, site, rootfs, h.name, h.ip, prefix, pubkey)
+            merged = prepare_host(layout, site, rootfs, name=h.name, ip=h.ip, prefix=prefix, pubkey=pubkey)
             h.pid = _spawn(
-                ["systemd-nspawn", "--register=no", "--keep-unit", "--quiet", "-D", str(merged), "-b",
-                 f"--machine={h.name}", f"--network-bridge={layout.bridge}", "--resolv-conf=off",
-                 "--console=passive"],
+                [
+                    "systemd-nspawn",
+                    "--register=no",
+                    "--keep-unit",
+                    "--quiet",
+                    "-D",
+                    str(merged),
+                    "-b",
+                    f"--machine={h.name}",
+                    f"--network-bridge={layout.bridge}",
+                    "--resolv-conf=off",
+                    "--console=passive",
+                ],
                 layout.host_dir(h.name) / "console.log",
             )
             started.append(h)
@@ -418,8 +523,10 @@ def up(stack: Stack, root: Path, say: Say = _say) -> State:
         _wait(f"an SSH login to {h.name}", lambda h=h: _ssh_ready(layout, h.name), 60)
     for h in hosts:
         say(f"host {h.name}: {h.ip} {'started' if h in started else 'already up'} (pid {h.pid})")
-    say(f"test hosts up: {len(hosts)} in {time.monotonic() - t_hosts:.1f} s (all steps {time.monotonic() - t0:.1f} s); "
-        f"ssh -F {layout.ssh_config} {hosts[0].name}")
+    say(
+        f"test hosts up: {len(hosts)} in {time.monotonic() - t_hosts:.1f} s (all steps {time.monotonic() - t0:.1f} s); "
+        f"ssh -F {layout.ssh_config} {hosts[0].name}"
+    )
     return state
 
 
@@ -438,8 +545,12 @@ def _our_processes(layout: Layout) -> Iterator[int]:
         except OSError:
             continue
         is_ours = marker in cmdline or (b"http.server" in cmdline and art in cmdline)
-        if is_ours and (b"systemd-nspawn" in cmdline or b"apt-cacher-ng" in cmdline or b"http.server" in cmdline
-                        or b"ssh" in cmdline):
+        if is_ours and (
+            b"systemd-nspawn" in cmdline
+            or b"apt-cacher-ng" in cmdline
+            or b"http.server" in cmdline
+            or b"ssh" in cmdline
+        ):
             yield int(proc.name)
 
 

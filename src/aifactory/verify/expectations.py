@@ -1,0 +1,89 @@
+"""What a node must have, derived from its site and from the roles' documented defaults.
+
+Nothing here is typed in twice: versions, fabric settings and the SKU's GPU facts come from
+the site model and the catalog; package names, kernel parameters and the memlock limit come
+from the roles' defaults/main.yml, the same files Ansible reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..catalog import SKUS, Sku, Threshold
+from ..inventory import group_vars_all
+from ..model import NodeView, Site
+
+
+@cache
+def role_defaults(root: Path, role: str) -> dict[str, Any]:
+    return yaml.safe_load((root / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+
+
+@dataclass(frozen=True)
+class NodeExpectations:
+    site: str
+    hostname: str
+    management_ip: str
+    sku: Sku
+    driver: str
+    cuda: str
+    nccl_version: str
+    nccl_cuda_major: int
+    driver_packages: dict[str, list[str]]
+    persistenced_package: dict[str, str]
+    cuda_packages: dict[str, list[str]]
+    nccl_packages: dict[str, list[str]]
+    nccl_conf: dict[str, str]
+    sysctl: dict[str, str]
+    memlock: str
+    allreduce: Threshold | None
+
+    def cuda_version_code(self) -> int:
+        major, minor = self.cuda.split(".")
+        return int(major) * 1000 + int(minor) * 10
+
+
+def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
+    base = role_defaults(root, "nvidia_base")
+    drv = role_defaults(root, "nvidia_driver")
+    cuda = role_defaults(root, "cuda_toolkit")
+    nccl = role_defaults(root, "nccl")
+    g = site.gpu_stack
+    branch = g.driver.split(".")[0]
+    major, minor = g.cuda.split(".")
+    gv = group_vars_all(site)
+    conf = {"NCCL_IB_HCA": "=" + ",".join(gv["nccl_ib_hca"]), "NCCL_SOCKET_IFNAME": gv["nccl_socket_ifname"]}
+    if "nccl_ib_gid_index" in gv:
+        conf["NCCL_IB_GID_INDEX"] = str(gv["nccl_ib_gid_index"])
+    sku = SKUS[node.sku]
+    ubuntu_driver = [p.replace("{branch}", branch) for p in drv["nvidia_driver_packages_ubuntu"]]
+    if sku.nvswitch:
+        ubuntu_driver += [p.replace("{branch}", branch) for p in drv["nvidia_driver_fabric_manager_packages_ubuntu"]]
+    return NodeExpectations(
+        site=site.code,
+        hostname=node.hostname,
+        management_ip=str(node.management_ip),
+        sku=sku,
+        driver=g.driver,
+        cuda=g.cuda,
+        nccl_version=g.nccl_version,
+        nccl_cuda_major=int(g.nccl_cuda.split(".")[0]),
+        driver_packages={"debian": list(drv["nvidia_driver_packages_debian"]), "ubuntu": ubuntu_driver},
+        persistenced_package={"debian": drv["nvidia_driver_persistenced_package_debian"], "ubuntu": ""},
+        cuda_packages={
+            "debian": list(cuda["cuda_toolkit_packages_debian"]),
+            "ubuntu": [
+                p.replace("{major}", major).replace("{minor}", minor) for p in cuda["cuda_toolkit_packages_ubuntu"]
+            ],
+        },
+        nccl_packages={"debian": [], "ubuntu": list(nccl["nccl_packages_ubuntu"])},
+        nccl_conf=conf,
+        sysctl={k: str(v) for k, v in base["nvidia_base_sysctl"].items()},
+        memlock=str(base["nvidia_base_memlock"]),
+        allreduce=sku.allreduce_busbw,
+    )

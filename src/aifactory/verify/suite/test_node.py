@@ -1,0 +1,277 @@
+"""Checks of one GPU node against what its site declares. Run by `aifactory verify`, one node per process.
+
+Every expectation comes from the `expect` fixture (the site model, the SKU catalog and the roles'
+defaults); nothing is typed in here. A check that cannot run on this node (no GPU, a container's
+borrowed kernel) is skipped with the reason, never passed silently.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+from conftest import Facts, run_python
+
+from aifactory.verify.expectations import NodeExpectations
+from aifactory.verify.parsers import parse_all_reduce, parse_nvlink_status
+
+SUPPORTED = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
+MIN_KERNEL = (5, 15)
+ALL_REDUCE_PATHS = ("all_reduce_perf", "/opt/nccl-tests/build/all_reduce_perf", "/usr/local/bin/all_reduce_perf")
+
+
+def _dpkg(host, package: str) -> tuple[str, str, str]:
+    """(version, selection, status) of a package; ("", "", "") when dpkg does not know it."""
+    out = host.run("dpkg-query -W -f=%s %s", "${Version}\t${db:Status-Want}\t${db:Status-Status}", package)
+    if out.rc != 0:
+        return "", "", ""
+    version, want, status = out.stdout.split("\t")
+    return version, want, status.strip()
+
+
+def _pinned_and_held(host, packages: list[str], version_prefix: str) -> list[str]:
+    problems = []
+    for pkg in packages:
+        version, want, status = _dpkg(host, pkg)
+        if status != "installed":
+            problems.append(f"{pkg} is not installed")
+            continue
+        if version_prefix and not version.startswith(version_prefix):
+            problems.append(f"{pkg} is {version}, the site declares {version_prefix.rstrip('-.')}")
+        if want != "hold":
+            problems.append(f"{pkg} is not held (selection: {want})")
+    return problems
+
+
+def _require_gpu(facts: Facts) -> None:
+    if facts.smi is None:
+        if facts.no_gpu_reason.startswith("no NVIDIA GPU"):
+            pytest.skip(facts.no_gpu_reason)
+        pytest.fail(facts.no_gpu_reason)
+
+
+# -- operating system and kernel ----------------------------------------------------------
+
+
+def test_os_supported(host, facts: Facts):
+    release = facts.release.split(".")[0] if facts.distro == "debian" else facts.release
+    assert (facts.distro, release) in SUPPORTED, f"{facts.distro} {facts.release} is not a supported node OS"
+
+
+def test_kernel(facts: Facts):
+    if facts.container:
+        pytest.skip(f"a {facts.container} container: kernel {facts.kernel} belongs to the host")
+    numbers = tuple(int(p) for p in facts.kernel.split("-")[0].split(".")[:2])
+    assert numbers >= MIN_KERNEL, f"kernel {facts.kernel} is older than {'.'.join(map(str, MIN_KERNEL))}"
+
+
+def test_nouveau_blacklisted(host):
+    conf = host.file("/etc/modprobe.d/blacklist-nouveau.conf")
+    assert conf.exists, "/etc/modprobe.d/blacklist-nouveau.conf is missing"
+    assert "blacklist nouveau" in conf.content_string.splitlines(), "nouveau is not blacklisted"
+    modules = host.file("/proc/modules")
+    if modules.exists:
+        assert not any(line.startswith("nouveau ") for line in modules.content_string.splitlines()), "nouveau is loaded"
+
+
+def test_persistence_daemon_enabled(host):
+    assert host.service("nvidia-persistenced").is_enabled, "nvidia-persistenced is not enabled"
+
+
+def test_memlock_unlimited(host, expect: NodeExpectations, facts: Facts):
+    conf = host.file("/etc/security/limits.d/90-aifactory-memlock.conf")
+    assert conf.exists, "/etc/security/limits.d/90-aifactory-memlock.conf is missing"
+    declared = {
+        tuple(line.split()[:3]): line.split()[3]
+        for line in conf.content_string.splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for domain in ("*", "root"):
+        for kind in ("soft", "hard"):
+            assert declared.get((domain, kind, "memlock")) == expect.memlock, (
+                f"{domain} {kind} memlock is not {expect.memlock}"
+            )
+    effective = host.run("ulimit -l").stdout.strip()
+    if effective != expect.memlock:
+        if not facts.can_raise_limits:
+            pytest.skip(
+                f"limits file correct, but this environment withholds CAP_SYS_RESOURCE, so no login "
+                f"can raise memlock (effective {effective})"
+            )
+        pytest.fail(f"a login session gets memlock {effective}, not {expect.memlock}")
+
+
+def test_kernel_parameters_declared(host, expect: NodeExpectations):
+    conf = host.file("/etc/sysctl.d/90-aifactory-gpu.conf")
+    assert conf.exists, "/etc/sysctl.d/90-aifactory-gpu.conf is missing"
+    written = dict(
+        (part.strip() for part in line.split("=", 1))
+        for line in conf.content_string.splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    assert written == expect.sysctl
+
+
+def test_kernel_parameters_live(host, expect: NodeExpectations, facts: Facts):
+    if facts.container:
+        pytest.skip(f"a {facts.container} container: /proc/sys belongs to the host kernel")
+    for name, value in expect.sysctl.items():
+        assert str(host.sysctl(name)) == value, f"{name} is {host.sysctl(name)}, not {value}"
+
+
+# -- driver, CUDA, NCCL -------------------------------------------------------------------
+
+
+def test_driver_packages_pinned_and_held(host, expect: NodeExpectations, facts: Facts):
+    problems = _pinned_and_held(host, expect.driver_packages[facts.distro], expect.driver + "-")
+    if expect.persistenced_package[facts.distro]:
+        problems += _pinned_and_held(host, [expect.persistenced_package[facts.distro]], "")
+    assert not problems, "; ".join(problems)
+
+
+def test_nvidia_smi_present(host):
+    smi = host.file("/usr/bin/nvidia-smi")
+    assert smi.exists and smi.mode & 0o111, "/usr/bin/nvidia-smi is missing or not executable"
+
+
+def test_cuda_packages_pinned_and_held(host, expect: NodeExpectations, facts: Facts):
+    prefix = expect.cuda + "." if facts.distro == "debian" else ""
+    problems = _pinned_and_held(host, expect.cuda_packages[facts.distro], prefix)
+    assert not problems, "; ".join(problems)
+
+
+def test_nvcc_version(host, expect: NodeExpectations):
+    out = host.run("bash -lc 'nvcc --version'")
+    assert out.rc == 0, f"nvcc did not run: {out.stderr.strip()[-200:]}"
+    assert f"release {expect.cuda}," in out.stdout, f"nvcc reports {out.stdout.strip().splitlines()[-2:]}"
+
+
+_CUDART = """
+import ctypes, json, os, subprocess
+lines = [l for l in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()
+         if "libcudart.so." in l and "x86-64" in l]
+if not lines:
+    print(json.dumps({"path": None})); raise SystemExit
+path = lines[0].split("=>")[1].strip()
+lib = ctypes.CDLL(path); v = ctypes.c_int(0); rc = lib.cudaRuntimeGetVersion(ctypes.byref(v))
+print(json.dumps({"path": path, "real": os.path.realpath(path), "rc": rc, "version": v.value}))
+"""
+
+
+def test_cuda_runtime_library(host, expect: NodeExpectations):
+    got = run_python(host, _CUDART)
+    assert got["path"], "no libcudart in the dynamic linker cache"
+    real = got["real"].rsplit("libcudart.so.", 1)[1]
+    assert real.startswith(expect.cuda + "."), f"libcudart is {real}, the site declares CUDA {expect.cuda}"
+
+
+def test_cuda_runtime_version_call(host, expect: NodeExpectations, facts: Facts):
+    got = run_python(host, _CUDART)
+    assert got["path"], "no libcudart in the dynamic linker cache"
+    if got["rc"] != 0:
+        if facts.smi is None:
+            pytest.skip(
+                f"cudaRuntimeGetVersion returned CUDA error {got['rc']}: this runtime initialises the "
+                f"driver to answer, and {facts.no_gpu_reason}"
+            )
+        pytest.fail(f"cudaRuntimeGetVersion returned CUDA error {got['rc']} on a node with a GPU")
+    assert got["version"] == expect.cuda_version_code(), f"the runtime reports {got['version']}"
+
+
+_NCCL = """
+import ctypes, json
+lib = ctypes.CDLL("libnccl.so.2"); v = ctypes.c_int(0); rc = lib.ncclGetVersion(ctypes.byref(v))
+print(json.dumps({"rc": rc, "code": v.value}))
+"""
+
+
+def test_nccl_version(host, expect: NodeExpectations):
+    got = run_python(host, _NCCL)
+    assert got["rc"] == 0, f"ncclGetVersion returned {got['rc']}"
+    code = got["code"]
+    version = (
+        f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
+        if code >= 10000
+        else f"{code // 1000}.{code % 1000 // 100}.{code % 100}"
+    )
+    assert version == expect.nccl_version, f"NCCL is {version}, the site declares {expect.nccl_version}"
+
+
+def test_nccl_settings(host, expect: NodeExpectations):
+    conf = host.file("/etc/nccl.conf")
+    assert conf.exists, "/etc/nccl.conf is missing"
+    settings = dict(
+        line.split("=", 1) for line in conf.content_string.splitlines() if "=" in line and not line.startswith("#")
+    )
+    for key, value in expect.nccl_conf.items():
+        assert settings.get(key) == value, f"{key} is {settings.get(key)!r}, the site's fabric gives {value!r}"
+
+
+# -- GPUs (skipped with the reason where the node has none) --------------------------------
+
+
+def test_gpu_count_and_model(expect: NodeExpectations, facts: Facts):
+    _require_gpu(facts)
+    smi = facts.smi
+    assert smi.attached_gpus == expect.sku.gpu_count, (
+        f"{smi.attached_gpus} GPUs, a {expect.sku.name} has {expect.sku.gpu_count}"
+    )
+    wrong = [g.product_name for g in smi.gpus if not g.product_name.startswith(expect.sku.gpu_product_prefix)]
+    assert not wrong, f"GPUs {wrong} are not {expect.sku.gpu_product_prefix}"
+
+
+def test_gpu_driver_version(expect: NodeExpectations, facts: Facts):
+    _require_gpu(facts)
+    assert facts.smi.driver_version == expect.driver, f"nvidia-smi reports driver {facts.smi.driver_version}"
+
+
+def test_gpu_persistence_mode(facts: Facts):
+    _require_gpu(facts)
+    off = [g.index for g in facts.smi.gpus if g.persistence_mode != "Enabled"]
+    assert not off, f"persistence mode is off on GPUs {off}"
+
+
+def test_gpu_ecc_and_memory(facts: Facts):
+    _require_gpu(facts)
+    no_ecc = [g.index for g in facts.smi.gpus if not g.ecc_enabled]
+    unhealthy = [g.index for g in facts.smi.gpus if not g.memory_healthy]
+    assert not no_ecc, f"ECC is not enabled on GPUs {no_ecc}"
+    assert not unhealthy, f"pending page retirement or row-remap failure on GPUs {unhealthy}"
+
+
+def test_nvlink_all_up(host, expect: NodeExpectations, facts: Facts):
+    _require_gpu(facts)
+    out = host.run("nvidia-smi nvlink --status")
+    assert out.rc == 0, f"nvidia-smi nvlink --status exit {out.rc}"
+    status = parse_nvlink_status(out.stdout)
+    short = {g: status.active(g) for g in status.links if status.active(g) != expect.sku.nvlinks_per_gpu}
+    assert not short, f"active NVLinks per GPU {short}, each should have {expect.sku.nvlinks_per_gpu}"
+
+
+def test_fabric_manager(host, expect: NodeExpectations, facts: Facts):
+    if not expect.sku.nvswitch:
+        pytest.skip(f"{expect.sku.name} has no NVSwitch")
+    _require_gpu(facts)
+    assert host.service("nvidia-fabricmanager").is_running, "nvidia-fabricmanager is not running"
+    pending = [g.index for g in facts.smi.gpus if g.fabric_state not in (None, "Completed")]
+    assert not pending, f"NVLink fabric not completed on GPUs {pending}"
+
+
+def test_all_reduce_bandwidth(host, expect: NodeExpectations, facts: Facts):
+    _require_gpu(facts)
+    threshold = expect.allreduce
+    if threshold is None:
+        pytest.skip(f"no published all-reduce threshold for {expect.sku.name}")
+    binary = next((p for p in ALL_REDUCE_PATHS if host.exists(p) or host.file(p).exists), None)
+    if binary is None:
+        pytest.skip("nccl-tests' all_reduce_perf is not installed on this node")
+    cmd = f"{shlex.quote(binary)} -b 16G -e 16G -f 2 -g {facts.smi.attached_gpus}"
+    out = host.run(cmd)
+    assert out.rc == 0, f"{cmd} exit {out.rc}: {out.stderr.strip()[-200:]}"
+    result = parse_all_reduce(out.stdout)
+    assert result.wrong == 0, f"{result.wrong} wrong results"
+    busbw = max(result.largest.oop_busbw, result.largest.ip_busbw)
+    assert busbw >= threshold.value, (
+        f"all-reduce bus bandwidth {busbw} {threshold.unit} at {result.largest.size} B is below "
+        f"{threshold.value} ({threshold.source})"
+    )
