@@ -1,0 +1,153 @@
+"""The roles on real test hosts over SSH: bootstrap, idempotency, check mode, verify, breakage, teardown.
+
+Brings the lab site's hosts up with `aifactory testvm` (systemd-nspawn, a private bridge, the
+package proxy and the artifact mirror), installs the real NVIDIA packages on them, and leaves
+nothing behind. The tests run in file order and share the hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aifactory import testvm
+from aifactory.bootstrap import run_playbook
+from aifactory.stackfile import load_stack
+from aifactory.verify import runner
+
+from .conftest import ROOT
+
+pytestmark = [
+    pytest.mark.testhosts,
+    pytest.mark.skipif(os.geteuid() != 0, reason="test hosts need root (namespaces, overlay mounts, systemd-nspawn)"),
+    pytest.mark.skipif(
+        not all(shutil.which(t) for t in ("mmdebstrap", "systemd-nspawn", "ip")),
+        reason="mmdebstrap, systemd-container or iproute2 is not installed (`make setup` installs them)",
+    ),
+]
+
+SITE = "lab"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return load_stack(ROOT, SITE)
+
+
+@pytest.fixture(scope="module")
+def hosts(stack):
+    testvm.down(SITE, say=lambda _m: None)
+    state = testvm.up(stack, ROOT)
+    yield state
+    testvm.down(SITE, say=lambda _m: None)
+
+
+def ssh(host: str, command: str) -> subprocess.CompletedProcess[str]:
+    config = testvm.ssh_config_for(SITE)
+    return subprocess.run(["ssh", "-F", str(config), host, command], capture_output=True, text=True, check=False)
+
+
+def test_up_twice_is_harmless(stack, hosts):
+    before = {h.name: h.pid for h in hosts.hosts}
+    again = testvm.up(stack, ROOT, say=lambda _m: None)
+    assert {h.name: h.pid for h in again.hosts} == before
+    assert sorted(before) == sorted(n.hostname for n in stack.site.nodes)
+    for node in stack.site.nodes:
+        out = ssh(node.hostname, "hostname; ip -4 -o addr show dev host0")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.splitlines()[0] == node.hostname
+        assert f"{node.management_ip}/" in out.stdout
+
+
+def test_hosts_reach_packages_only_through_the_mirror(stack, hosts):
+    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
+    out = ssh(stack.site.nodes[0].hostname, "ip -4 route")
+    assert "default" not in out.stdout, out.stdout
+
+
+def test_first_bootstrap_installs_everything(stack, hosts):
+    result = run_playbook(stack, ROOT, say=print, quiet=True)
+    assert result.rc == 0, result.artifacts
+    assert sorted(result.hosts) == sorted(n.hostname for n in stack.site.nodes)
+    assert not result.failed_hosts
+    assert all(s.changed > 0 for s in result.hosts.values())
+    assert (result.artifacts / "stdout").is_file()
+
+
+def test_second_bootstrap_changes_nothing(stack, hosts):
+    result = run_playbook(stack, ROOT, say=print, quiet=True)
+    assert not result.failed_hosts
+    assert {h: s.changed for h, s in result.hosts.items()} == {n.hostname: 0 for n in stack.site.nodes}
+
+
+def test_check_mode_would_change_nothing(stack, hosts):
+    result = run_playbook(stack, ROOT, check=True, say=print, quiet=True)
+    assert not result.failed_hosts
+    assert result.changed_total == 0
+
+
+def test_verify_passes_on_fresh_hosts(stack, hosts, cli, tmp_path):
+    junit = tmp_path / "verify.xml"
+    code, out, _ = cli("verify", SITE, "--junit", str(junit), "--json", str(tmp_path / "verify.json"))
+    assert code == 0, out
+    assert "all 2 node(s) verified" in out
+    text = junit.read_text()
+    assert text.count("<testsuite ") == 2 and "<failure" not in text
+    results = runner.run(stack, ROOT, say=lambda _m: None)
+    for r in results:
+        assert r.checks["nccl_version"].status == runner.PASS
+        assert r.checks["driver_packages_pinned_and_held"].status == runner.PASS
+        # Without a GPU the GPU checks are skipped, with the reason.
+        assert r.checks["gpu_count_and_model"].status == runner.SKIP
+        assert "no NVIDIA GPU" in r.checks["gpu_count_and_model"].message
+
+
+WRONG_VERSION_DEB = r"""set -e
+d=$(mktemp -d); mkdir -p $d/DEBIAN $d/usr/bin
+printf 'Package: nvidia-smi\nVersion: 535.999.99-1\nArchitecture: amd64\nMaintainer: tests <root@localhost>\nDescription: wrong version\n' > $d/DEBIAN/control
+printf '#!/bin/sh\nexit 9\n' > $d/usr/bin/nvidia-smi; chmod 755 $d/usr/bin/nvidia-smi
+dpkg-deb -b $d /tmp/wrong.deb >/dev/null; apt-mark unhold nvidia-smi >/dev/null; dpkg -i /tmp/wrong.deb >/dev/null 2>&1
+"""
+
+
+def test_verify_reports_exactly_what_broke_where(stack, hosts):
+    first, second = (n.hostname for n in stack.site.nodes)
+    lib = ssh(second, "ldconfig -p | awk '/libnccl.so.2 /{print $NF}'").stdout.strip()
+    assert ssh(second, f"rm {lib} && ldconfig").returncode == 0
+    assert ssh(first, WRONG_VERSION_DEB).returncode == 0
+
+    results = {r.node.hostname: r for r in runner.run(stack, ROOT, say=lambda _m: None)}
+    failed = {h: sorted(c for c, v in r.checks.items() if v.status == runner.FAIL) for h, r in results.items()}
+    assert failed == {first: ["driver_packages_pinned_and_held"], second: ["nccl_version"]}
+    assert "nvidia-smi is 535.999.99-1, the site declares 535.261.03" in results[first].checks[
+        "driver_packages_pinned_and_held"].message
+    assert "not held" in results[first].checks["driver_packages_pinned_and_held"].message
+    assert "libnccl.so.2" in results[second].checks["nccl_version"].message
+
+
+def test_bootstrap_corrects_the_wrong_version_and_the_missing_library(stack, hosts):
+    result = run_playbook(stack, ROOT, say=print, quiet=True)
+    assert not result.failed_hosts
+    assert all(s.changed > 0 for s in result.hosts.values())
+    first = stack.site.nodes[0].hostname
+    assert ssh(first, "dpkg-query -W -f='${Version} ${db:Status-Want}' nvidia-smi").stdout == "535.261.03-1 hold"
+    results = runner.run(stack, ROOT, say=lambda _m: None)
+    assert not any(r.failed for r in results), runner.table(results)
+    again = run_playbook(stack, ROOT, say=print, quiet=True)
+    assert again.changed_total == 0
+
+
+def test_down_after_a_crash_leaves_nothing(stack, hosts):
+    layout = testvm.Layout(SITE)
+    layout.state_file.unlink()  # as if `up` had died half-way
+    testvm.down(SITE, say=lambda _m: None)
+    st = testvm.status(SITE)
+    assert not st.anything, st
+    assert not any(layout.dir.as_posix() in line for line in Path("/proc/mounts").read_text().splitlines())
+    assert subprocess.run(["ip", "link", "show", layout.bridge], capture_output=True, check=False).returncode != 0
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout == ""
+    assert not layout.dir.exists()
