@@ -123,8 +123,10 @@ def test_verify_reports_exactly_what_broke_where(stack, hosts):
     results = {r.node.hostname: r for r in runner.run(stack, ROOT, say=lambda _m: None)}
     failed = {h: sorted(c for c, v in r.checks.items() if v.status == runner.FAIL) for h, r in results.items()}
     assert failed == {first: ["driver_packages_pinned_and_held"], second: ["nccl_version"]}
-    assert "nvidia-smi is 535.999.99-1, the site declares 535.261.03" in results[first].checks[
-        "driver_packages_pinned_and_held"].message
+    assert (
+        "nvidia-smi is 535.999.99-1, the site declares 535.261.03"
+        in results[first].checks["driver_packages_pinned_and_held"].message
+    )
     assert "not held" in results[first].checks["driver_packages_pinned_and_held"].message
     assert "libnccl.so.2" in results[second].checks["nccl_version"].message
 

@@ -151,3 +151,74 @@ def _verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--parallel", type=int, default=16, metavar="N", help="nodes checked at once (default 16)")
     p.set_defaults(func=cmd_verify)
+
+
+# -- the main job, end to end on the lab site ---------------------------------------------
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    import time
+
+    from . import inventory, testvm
+    from .bootstrap import run_playbook, summary
+    from .errors import OperationError
+    from .plan import run_plan
+    from .policy import Severity, evaluate_sites
+    from .stackfile import list_stacks, load_stack
+    from .verify import runner
+
+    root = _root(args)
+    site = args.site
+    t0 = time.monotonic()
+
+    def step(title: str) -> None:
+        print(f"\n== {title} ({time.monotonic() - t0:.0f} s)", flush=True)
+
+    step(f"validate {site} and the sites it is interconnected with")
+    stacks = [load_stack(root, name) for name in list_stacks(root)]
+    stack = next(s for s in stacks if s.name == site)
+    errors = [r for r in evaluate_sites(stacks, only={site}) if r.severity is Severity.ERROR]
+    for r in evaluate_sites(stacks, only={site}):
+        if r.severity is not Severity.INFO:
+            print(r.line())
+    if errors:
+        return 2
+    step(f"plan {site} offline (Pulumi mock runtime)")
+    plan = run_plan(stack)
+    out = plan.outputs
+    print(f"{len(plan.resources)} resources; {out['gpus']['total']} GPUs on {len(out['nodes'])} nodes")
+    step(f"inventory of {site}")
+    changed = inventory.write(stack, root)
+    print(f"{len(changed)} file(s) rewritten" if changed else "in sync with the stack")
+    try:
+        step("test hosts up")
+        testvm.up(stack, root)
+        step("bootstrap (first run)")
+        first = run_playbook(stack, root)
+        print(summary(first))
+        if first.failed_hosts:
+            return 1
+        step("bootstrap (second run: must change nothing)")
+        second = run_playbook(stack, root, quiet=True)
+        print(summary(second))
+        if second.failed_hosts or second.changed_total:
+            raise OperationError(f"the second run changed {second.changed_total} thing(s): roles not idempotent")
+        step("verify")
+        results = runner.run(stack, root)
+        print(runner.table(results))
+        if any(r.failed for r in results):
+            return 1
+    finally:
+        if not args.keep:
+            step("test hosts down")
+            testvm.down(site)
+    print(f"\nlab run complete in {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+@_register
+def _lab(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lab", help="the whole job on the lab site: validate, plan, inventory, hosts, bootstrap, verify")
+    p.add_argument("--site", default="lab", help=argparse.SUPPRESS)
+    p.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
+    p.set_defaults(func=cmd_lab)

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import shutil
+
+import yaml
+
+from aifactory import inventory
+from aifactory.stackfile import load_stack
+
+from .conftest import ROOT, SITES
+
+
+def test_inventory_groups_and_vars_come_from_the_site():
+    stack = load_stack(ROOT, "ma")
+    hosts = inventory.hosts(stack.site)["all"]
+    assert sorted(hosts["hosts"]) == sorted(n.hostname for n in stack.site.nodes)
+    children = hosts["children"]
+    assert set(children["gpu_nodes"]["children"]) == {"pool_h100a", "pool_b200a"}
+    assert set(children["sku_dgx_b200"]["hosts"]) == {n.hostname for n in stack.site.nodes if n.sku == "dgx-b200"}
+    node = stack.site.nodes[0]
+    assert hosts["hosts"][node.hostname]["ansible_host"] == str(node.management_ip)
+    gv = inventory.group_vars_all(stack.site)
+    assert gv["nvidia_driver_version"] == stack.site.gpu_stack.driver
+    assert gv["nccl_ib_hca"] == [r.hca for r in stack.site.network.fabric.rails]
+    assert "nccl_ib_gid_index" not in gv  # InfiniBand
+    assert inventory.group_vars_all(load_stack(ROOT, "ng").site)["nccl_ib_gid_index"] == 3  # RoCE
+    assert inventory.group_vars_sku("dgx-h100")["nvidia_driver_fabric_manager"] is True
+
+
+def test_check_catches_drift_and_write_repairs_it(workdir, cli):
+    shutil.copytree(ROOT / "inventories", workdir / "inventories")
+    code, _, _ = cli("inventory", "--check", root=workdir)
+    assert code == 0
+    stack_file = workdir / "stacks" / "Pulumi.lab.yaml"
+    stack_file.write_text(stack_file.read_text().replace("driver: 535.261.03", "driver: 535.247.01"))
+    (workdir / "inventories" / "za" / "group_vars" / "stale.yml").write_text("x: 1\n")
+    code, out, _ = cli("inventory", "--check", root=workdir)
+    assert code == 1
+    assert "inventories/lab/group_vars/all.yml: differs from its stack (run `aifactory inventory lab`)" in out
+    assert "inventories/za/group_vars/stale.yml: no longer rendered from the stack" in out
+    code, _, _ = cli("inventory", root=workdir)
+    assert code == 0
+    assert cli("inventory", "--check", root=workdir)[0] == 0
+    rendered = yaml.safe_load((workdir / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
+    assert rendered["nvidia_driver_version"] == "535.247.01"
+
+
+def test_every_site_has_a_committed_inventory():
+    for site in SITES:
+        assert (ROOT / "inventories" / site / "hosts.yml").is_file()
