@@ -75,6 +75,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # Cross-site rules (CIDR overlap between interconnected sites) look at every stack.
     everyone = stacks if not args.sites else [*stacks, *_others(root, names)]
     results = evaluate_sites(everyone, only={s.name for s in stacks})
+    if args.only:
+        results = [r for r in results if r.id == args.only or r.id.startswith(args.only + ".")]
     errors = 0
     for r in results:
         if r.severity is Severity.ERROR:
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check stack files and run the policies; exit 2 on any error")
     p.add_argument("sites", nargs="*", metavar="SITE")
     p.add_argument("-v", "--verbose", action="store_true", help="also print the checks that passed")
+    p.add_argument("--only", metavar="POLICY", help="only this policy or family, e.g. residency, compat.cuda-driver")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="every resource the Pulumi program would register, offline (mock runtime)")

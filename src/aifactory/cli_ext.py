@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 
 REGISTER: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -222,3 +222,84 @@ def _lab(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--site", default="lab", help=argparse.SUPPRESS)
     p.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
     p.set_defaults(func=cmd_lab)
+
+
+# -- auditors: diff and audit -------------------------------------------------------------
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import sys
+
+    from . import diff
+    from .plan import run_plan
+    from .stackfile import load_stack
+
+    root = _root(args)
+    if args.rev and args.other:
+        raise ConfigError([Problem("diff", "", "give either a second site or --rev, not both")])
+    if not args.rev and not args.other:
+        raise ConfigError([Problem("diff", "", "give a second site (diff A B) or a revision (diff SITE --rev REV)")])
+    if args.rev:
+        a = diff.stack_at_revision(root, args.site, args.rev)
+        b = load_stack(root, args.site)
+        label_a, label_b = f"{args.site}@{args.rev}", args.site
+    else:
+        a, b = load_stack(root, args.site), load_stack(root, args.other)
+        label_a, label_b = args.site, args.other
+    if args.plan:
+        changes = diff.diff_plans(run_plan(a), run_plan(b))
+        kind = "plan"
+    else:
+        changes = diff.diff_stacks(a, b, ignore_expected=args.ignore_expected)
+        kind = "site"
+    if args.json:
+        sys.stdout.write(diff.render_json(label_a, label_b, changes, kind))
+    else:
+        title = f"{'plan of ' if args.plan else ''}{label_a} -> {label_b}"
+        if args.ignore_expected and not args.plan:
+            title += " (expected site differences hidden)"
+        sys.stdout.write(diff.render_text(title, changes))
+    return 0
+
+
+@_register
+def _diff(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help="semantic diff of two sites, or of a site against a git revision")
+    p.add_argument("site", metavar="SITE")
+    p.add_argument("other", nargs="?", metavar="OTHER", help="second site")
+    p.add_argument("--rev", metavar="REV", help="compare SITE as it was at this git revision with today's")
+    p.add_argument("--plan", action="store_true", help="diff the offline plans: resources and their inputs")
+    p.add_argument(
+        "--ignore-expected",
+        action="store_true",
+        help="hide what must differ between sites (code, city, CIDRs, hostnames, mirrors)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .audit import write_report
+    from .stackfile import load_stack
+
+    root = _root(args)
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else date.today()
+    except ValueError:
+        raise ConfigError([Problem("--as-of", args.as_of, "not a date (YYYY-MM-DD)")]) from None
+    stack = load_stack(root, args.site)
+    for path in write_report(root, stack, Path(args.out), as_of, args.against):
+        print(path)
+    return 0
+
+
+@_register
+def _audit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="self-contained HTML + Markdown audit report of a site")
+    p.add_argument("site", metavar="SITE")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--against", metavar="REV", help="include the diff against this git revision")
+    p.add_argument("--as-of", metavar="YYYY-MM-DD", help="date the policies judge against (default today)")
+    p.set_defaults(func=cmd_audit)

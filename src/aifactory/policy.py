@@ -120,6 +120,8 @@ def check_residency(site: Site) -> Iterator[Result]:
             "jurisdiction.data_residency",
             f"site is in {site.country} but its data must reside in {home}",
         )
+    else:
+        yield _r(pid, Severity.INFO, site, "jurisdiction.data_residency", f"site in {home}, data to stay in {home}")
     for path, host, country in endpoints(site):
         if country != home:
             yield _r(pid, Severity.ERROR, site, f"{path}.country", f"{host} is declared in {country}, outside {home}")

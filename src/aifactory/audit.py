@@ -1,0 +1,136 @@
+"""`aifactory audit SITE --out DIR`: a self-contained HTML report and its Markdown twin.
+
+The report is a pure function of its inputs (the stack file, the stack at the compared revision,
+this package's source, the templates and the as-of date), and it names the SHA-256 of each and
+of all together, so an auditor can check out the same commit, run the same command, and get
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import catalog
+from .diff import Change, diff_stacks, stack_at_revision
+from .plan import run_plan
+from .policy import Result, Severity, evaluate_sites
+from .stackfile import Stack, list_stacks, load_stack, stack_path
+
+PACKAGE = Path(__file__).resolve().parent
+TEMPLATES = ("audit.html.j2", "audit.md.j2")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    parts: dict[str, str]  # name -> sha256
+
+    @property
+    def digest(self) -> str:
+        return _sha(json.dumps(self.parts, sort_keys=True).encode())
+
+
+def collect_inputs(root: Path, site: str, as_of: date, rev: str | None) -> Inputs:
+    parts = {"stack": _sha(stack_path(root, site).read_bytes()), "as_of": as_of.isoformat()}
+    if rev:
+        rel = stack_path(root, site).relative_to(root)
+        old = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{rel}"], capture_output=True, check=False)
+        parts[f"stack@{rev}"] = _sha(old.stdout)
+    code = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        code.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
+    parts["aifactory source"] = code.hexdigest()
+    for name in TEMPLATES:
+        parts[f"templates/{name}"] = _sha((root / "templates" / name).read_bytes())
+    # Cross-site rules read the other stacks too.
+    for other in list_stacks(root):
+        if other != site:
+            parts[f"stack {other}"] = _sha(stack_path(root, other).read_bytes())
+    return Inputs(parts)
+
+
+def _commit(root: Path) -> str:
+    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def report_context(root: Path, stack: Stack, as_of: date, rev: str | None) -> dict[str, Any]:
+    site = stack.site
+    stacks = [stack] + [load_stack(root, n) for n in list_stacks(root) if n != stack.name]
+    results: list[Result] = evaluate_sites(stacks, only={stack.name}, as_of=as_of)
+    changes: list[Change] | None = diff_stacks(stack_at_revision(root, stack.name, rev), stack) if rev else None
+    plan = run_plan(stack)
+    inputs = collect_inputs(root, stack.name, as_of, rev)
+    counts = {s.value: sum(1 for r in results if r.severity is s) for s in Severity}
+    pools = [
+        {
+            "name": p.name,
+            "sku": p.sku,
+            "gpu_model": p.spec.gpu_model,
+            "nodes": p.count,
+            "gpus": p.count * p.spec.gpu_count,
+            "power_kw": round(p.count * p.spec.power_kw, 1),
+        }
+        for p in site.pools
+    ]
+    g = site.gpu_stack
+    command = f"aifactory audit {stack.name} --out DIR --as-of {as_of.isoformat()}" + (
+        f" --against {rev}" if rev else ""
+    )
+    return {
+        "site": site,
+        "as_of": as_of.isoformat(),
+        "pools": pools,
+        "versions": [
+            ("NVIDIA driver", g.driver, f"branch R{g.driver_branch}"),
+            ("CUDA toolkit", g.cuda, f"minimum driver {catalog.CUDA_MIN_DRIVER.get(g.cuda, '?')}"),
+            ("NCCL", g.nccl, f"built for CUDA {g.nccl_cuda}"),
+            ("GPU operator chart", g.gpu_operator, "host driver owned by Ansible (driver.enabled: false)"),
+            ("Network operator", g.network_operator, ""),
+            ("MIG", g.mig.strategy, f"default profile {g.mig.default_profile}"),
+        ],
+        "results": results,
+        "counts": counts,
+        "verdict": "FAIL" if counts["error"] else "PASS",
+        "rev": rev,
+        "changes": changes,
+        "resources": sorted(plan.counts().items()),
+        "resource_total": len(plan.resources),
+        "inputs": sorted(inputs.parts.items()),
+        "digest": inputs.digest,
+        "commit": _commit(root),
+        "command": command,
+        "sources": [str(catalog.CUDA_RELEASE_NOTES), str(catalog.GPU_OPERATOR_SUPPORT), str(catalog.DRIVER_LIFECYCLE)],
+    }
+
+
+def write_report(root: Path, stack: Stack, out: Path, as_of: date, rev: str | None) -> list[Path]:
+    context = report_context(root, stack, as_of, rev)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root / "templates"),
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, target in (("audit.html.j2", "index.html"), ("audit.md.j2", "report.md")):
+        path = out / f"audit-{stack.name}-{target}"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(env.get_template(name).render(**context))
+        tmp.replace(path)
+        written.append(path)
+    return written

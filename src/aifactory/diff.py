@@ -1,0 +1,201 @@
+"""Semantic diffs of site declarations, and of the offline plans they produce.
+
+Sites are compared as their validated models (defaults filled in, addresses normalised), so a
+re-ordered list or a reformatted CIDR is not a change. Named lists (pools, tenants, rails,
+buckets, storage classes) are matched by name, not by position. Secrets are compared by
+ciphertext and reported as changed, never with a value.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, Problem
+from .plan import Plan
+from .stackfile import Stack, parse_stack, parse_yaml, stack_path
+
+# Lists whose items have a name: matched by it. Nodes are matched by position, which is their
+# index and so their hostname.
+KEYED = {"pools": "name", "tenants": "name", "rails": "name", "buckets": "name", "classes": "name"}
+
+# What must differ between two sites; hidden by --ignore-expected.
+EXPECTED_DIFFERENCES = (
+    "code",
+    "country",
+    "name",
+    "jurisdiction.*",
+    "location.*",
+    "kubernetes.context",
+    "state_backend.*",
+    "network.domain",
+    "network.dns",
+    "network.ntp",
+    "network.*.cidr",
+    "network.*.gateway",
+    "network.*.vlan",
+    "network.pods",
+    "network.services",
+    "network.fabric.rails[*].cidr",
+    "network.fabric.rails[*].interface",
+    "pools[*].hostname",
+    "pools[*].ip_offset",
+    "pools[*].nodes[*]",
+    "pools[*].nodes[*].*",
+    "mirrors.*.url",
+    "mirrors.*.country",
+    "mirrors.containers.host",
+    "storage.object_store.url",
+    "storage.object_store.country",
+    "storage.object_store.region",
+    "storage.object_store.buckets[*].replication.*",
+    "storage.classes[*].parameters.*",
+    "tenants[*].display_name",
+)
+
+SECRET = "[secret]"  # noqa: S105 - the mask shown for a changed secret
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    kind: str  # "added", "removed", "changed"
+    old: Any = None
+    new: Any = None
+
+    def line(self) -> str:
+        mark = {"added": "+", "removed": "-", "changed": "~"}[self.kind]
+        if self.kind == "changed":
+            return f"  {mark} {self.path}: {_show(self.old)} -> {_show(self.new)}"
+        value = self.new if self.kind == "added" else self.old
+        return f"  {mark} {self.path}" + ("" if value is None else f": {_show(value)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "old": self.old, "new": self.new}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return text if len(text) <= 160 else text[:157] + "..."
+    return str(value)
+
+
+def diff_values(old: Any, new: Any, path: str = "") -> list[Change]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[Change] = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                out.append(Change(sub, "removed", old=old[key]))
+            elif key not in old:
+                out.append(Change(sub, "added", new=new[key]))
+            else:
+                out.extend(diff_values(old[key], new[key], sub))
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        leaf = path.rsplit(".", 1)[-1]
+        key = KEYED.get(leaf)
+        if key and all(isinstance(x, dict) and key in x for x in old + new):
+            olds, news = {x[key]: x for x in old}, {x[key]: x for x in new}
+            out = []
+            for name in sorted(set(olds) | set(news), key=str):
+                sub = f"{path}[{name}]"
+                if name not in news:
+                    out.append(Change(sub, "removed", old=olds[name]))
+                elif name not in olds:
+                    out.append(Change(sub, "added", new=news[name]))
+                else:
+                    out.extend(diff_values(olds[name], news[name], sub))
+            return out
+        if all(isinstance(x, dict) for x in old + new) and old and new:
+            out = []
+            for i in range(max(len(old), len(new))):
+                sub = f"{path}[{i}]"
+                if i >= len(new):
+                    out.append(Change(sub, "removed", old=old[i]))
+                elif i >= len(old):
+                    out.append(Change(sub, "added", new=new[i]))
+                else:
+                    out.extend(diff_values(old[i], new[i], sub))
+            return out
+    return [] if old == new else [Change(path, "changed", old, new)]
+
+
+def _canonical(stack: Stack, ignore_expected: bool) -> dict[str, Any]:
+    data = stack.site.model_dump(mode="json")
+    for pool in data["pools"]:
+        pool["count"] = len(pool["nodes"])  # derived, but what a reader of a diff wants to see
+    if ignore_expected:
+        data = json.loads(json.dumps(data).replace(f'"{stack.site.code}-', '"{site}-'))
+    return data
+
+
+_INDEX = re.compile(r"\[[^\]]*\]")
+# fnmatch reads "[*]" as a character class: compare "#" for any list item instead.
+_EXPECTED = tuple(p.replace("[*]", "#") for p in EXPECTED_DIFFERENCES)
+
+
+def expected(path: str) -> bool:
+    """Whether a change at this path must differ between two sites (pools[h100a].hostname matches pools[*].hostname)."""
+    generic = _INDEX.sub("#", path)
+    return any(fnmatch.fnmatchcase(generic, pattern) for pattern in _EXPECTED)
+
+
+def diff_stacks(a: Stack, b: Stack, ignore_expected: bool = False) -> list[Change]:
+    changes = diff_values(_canonical(a, ignore_expected), _canonical(b, ignore_expected))
+    if ignore_expected:
+        changes = [c for c in changes if not expected(c.path)]
+    for pool in sorted(set(a.credentials) | set(b.credentials)):
+        ca, cb = a.credentials.get(pool), b.credentials.get(pool)
+        path = f"bmcCredentials[{pool}]"
+        if ca is None or cb is None:
+            changes.append(Change(path, "added" if ca is None else "removed", None, None))
+            continue
+        if ca.username != cb.username:
+            changes.append(Change(f"{path}.username", "changed", ca.username, cb.username))
+        if ca.password_ciphertext != cb.password_ciphertext and not ignore_expected:
+            changes.append(Change(f"{path}.password", "changed", SECRET, SECRET))
+    return changes
+
+
+def stack_at_revision(root: Path, site: str, rev: str) -> Stack:
+    rel = stack_path(root, site).relative_to(root)
+    shown = f"{rel}@{rev}"
+    proc = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{rel}"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["git show failed"])[-1]
+        raise ConfigError([Problem(shown, "", f"cannot read the stack at that revision: {reason}")])
+    return parse_stack(parse_yaml(proc.stdout, shown), site, root / rel, shown)
+
+
+def diff_plans(a: Plan, b: Plan) -> list[Change]:
+    ra = {r.key: r for r in a.resources}
+    rb = {r.key: r for r in b.resources}
+    out: list[Change] = []
+    for key in sorted(set(ra) | set(rb)):
+        if key not in rb:
+            out.append(Change(key, "removed", old=None))
+        elif key not in ra:
+            out.append(Change(key, "added", new=None))
+        else:
+            out.extend(
+                Change(f"{key} {c.path}", c.kind, c.old, c.new) for c in diff_values(ra[key].inputs, rb[key].inputs)
+            )
+    return out
+
+
+def render_text(title: str, changes: list[Change]) -> str:
+    lines = [f"{title}: {len(changes)} change(s)" if changes else f"{title}: no changes"]
+    lines += [c.line() for c in changes]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(a: str, b: str, changes: list[Change], kind: str) -> str:
+    doc = {"a": a, "b": b, "kind": kind, "changes": [c.to_json() for c in changes]}
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
