@@ -214,9 +214,12 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _wait(what: str, ok: Callable[[], bool], timeout: float) -> None:
+def _wait(what: str, ok: Callable[[], bool], timeout: float, pid: int = 0, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not ok():
+        if pid and not _alive(pid):
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log and log.is_file() else []
+            raise OperationError(f"{what}: the process exited" + (f": {' | '.join(tail)}" if tail else ""))
         if time.monotonic() > deadline:
             raise OperationError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.2)
@@ -275,11 +278,17 @@ def ensure_proxy(layout: Layout, state: State, port: int, say: Say) -> None:
         f"Port: {port}\nBindAddress: {state.gateway}\nExThreshold: 4\n"
     )
     (conf / "backends_debian").write_text(UPSTREAM_DEBIAN + "\n")
+    log = layout.dir / "apt-cacher-ng.out"
     state.proxy_pid = _spawn(
-        ["/usr/sbin/apt-cacher-ng", "-c", str(conf), "ForeGround=1", f"PidFile={layout.dir / 'apt-cacher-ng.pid'}"],
-        layout.dir / "apt-cacher-ng.out",
+        ["/usr/sbin/apt-cacher-ng", "-c", str(conf), "ForeGround=1", f"PidFile={layout.dir / 'apt-cacher-ng.pid'}"], log
     )
-    _wait(f"the package proxy on {state.gateway}:{port}", lambda: _port_open(state.gateway, port), 20)
+    _wait(
+        f"the package proxy on {state.gateway}:{port}",
+        lambda: _port_open(state.gateway, port),
+        20,
+        state.proxy_pid,
+        log,
+    )
     say(f"package proxy: apt-cacher-ng on {state.gateway}:{port} (cache {cache})")
 
 
@@ -326,11 +335,17 @@ def ensure_mirror(layout: Layout, state: State, port: int, say: Say) -> None:
         return
     root = artifact_root()
     root.mkdir(parents=True, exist_ok=True)
+    log = layout.dir / "artifact-mirror.out"
     state.mirror_pid = _spawn(
-        [sys.executable, "-m", "http.server", "--bind", state.gateway, "--directory", str(root), str(port)],
-        layout.dir / "artifact-mirror.out",
+        [sys.executable, "-m", "http.server", "--bind", state.gateway, "--directory", str(root), str(port)], log
     )
-    _wait(f"the artifact mirror on {state.gateway}:{port}", lambda: _port_open(state.gateway, port), 20)
+    _wait(
+        f"the artifact mirror on {state.gateway}:{port}",
+        lambda: _port_open(state.gateway, port),
+        20,
+        state.mirror_pid,
+        log,
+    )
     say(f"artifact mirror: http://{state.gateway}:{port}/ serving {root}")
 
 
@@ -518,7 +533,13 @@ def up(stack: Stack, root: Path, say: Say = _say) -> State:
     save_state(layout, state)
     write_ssh_config(layout, hosts)
     for h in started:
-        _wait(f"sshd on {h.name} ({h.ip})", lambda h=h: _port_open(h.ip, 22), 90)
+        _wait(
+            f"sshd on {h.name} ({h.ip})",
+            lambda h=h: _port_open(h.ip, 22),
+            90,
+            h.pid,
+            layout.host_dir(h.name) / "console.log",
+        )
     for h in hosts:
         _wait(f"an SSH login to {h.name}", lambda h=h: _ssh_ready(layout, h.name), 60)
     for h in hosts:

@@ -1,0 +1,111 @@
+"""Times of the test-host cycle for 1 and for 4 hosts: rootfs (cold, cached), up, bootstrap x2, verify, down.
+
+    sudo .venv/bin/python benchmarks/testhosts_bench.py [--hosts 1,4] [--cold-rootfs]
+
+Each size gets a copy of the lab stack with that many nodes, in a scratch project folder that
+links the real roles and playbooks. The package proxy's cache is left as it is (warm after the
+first run, as an in-country mirror is); --cold-rootfs deletes the cached rootfs first, so the
+first size measures an mmdebstrap build. Not a test: one machine's figures, printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from aifactory import inventory, testvm
+from aifactory.bootstrap import run_playbook
+from aifactory.stackfile import load_stack
+from aifactory.verify import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def project_with(n: int, where: Path) -> Path:
+    for name in ("Pulumi.yaml", "ansible.cfg"):
+        shutil.copy(ROOT / name, where / name)
+    for name in ("roles", "playbooks", "templates"):
+        (where / name).symlink_to(ROOT / name)
+    (where / "stacks").mkdir()
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
+    pool = doc["config"]["aifactory:site"]["pools"][0]
+    template = pool["nodes"][0]
+    pool["nodes"] = []
+    for i in range(n):
+        node = copy.deepcopy(template)
+        node["bmc"] = f"172.29.1.{11 + i}"
+        node["mac"] = f"02:a1:f0:00:00:{11 + i:02x}"
+        pool["nodes"].append(node)
+    doc["config"]["aifactory:site"]["tenants"] = [
+        {**t, "gpu_quota": min(t["gpu_quota"], 8 * n // 2)} for t in doc["config"]["aifactory:site"]["tenants"]
+    ]
+    (where / "stacks" / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return where
+
+
+def timed(label: str, fn, figures: dict[str, float]):
+    start = time.monotonic()
+    result = fn()
+    figures[label] = time.monotonic() - start
+    print(f"  {label}: {figures[label]:.1f} s", flush=True)
+    return result
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def measure(n: int, cold: bool) -> dict[str, float]:
+    quiet = _quiet
+    with tempfile.TemporaryDirectory(prefix="aifactory-hosts-") as tmp:
+        root = project_with(n, Path(tmp))
+        stack = load_stack(root, "lab")
+        inventory.write(stack, root)
+        testvm.down("lab", say=quiet)
+        layout = testvm.Layout("lab")
+        figures: dict[str, float] = {}
+        print(f"{n} host(s):", flush=True)
+        if cold:
+            shutil.rmtree(testvm.rootfs_dir(stack.site.mirrors.debian.url), ignore_errors=True)
+            state = testvm.State("lab", layout.bridge, "172.29.0.1", 24)
+            testvm.ensure_bridge(layout.bridge, state.gateway, state.prefix)
+            testvm.ensure_proxy(layout, state, 3142, quiet)
+            testvm.save_state(layout, state)
+            timed("rootfs build (cold)", lambda: testvm.ensure_rootfs(stack.site, quiet), figures)
+        timed("rootfs (cached)", lambda: testvm.ensure_rootfs(stack.site, quiet), figures)
+        try:
+            timed("up", lambda: testvm.up(stack, root, say=quiet), figures)
+            first = timed("first bootstrap", lambda: run_playbook(stack, root, say=quiet, quiet=True), figures)
+            second = timed("second bootstrap", lambda: run_playbook(stack, root, say=quiet, quiet=True), figures)
+            results = timed("verify", lambda: runner.run(stack, root, say=quiet), figures)
+            assert not first.failed_hosts and second.changed_total == 0, "bootstrap failed or not idempotent"
+            assert not any(r.failed for r in results), runner.table(results)
+        finally:
+            timed("down", lambda: testvm.down("lab", say=quiet), figures)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="1,4")
+    parser.add_argument("--cold-rootfs", action="store_true")
+    args = parser.parse_args()
+    rows = [
+        (n, measure(n, cold=args.cold_rootfs and i == 0)) for i, n in enumerate(int(x) for x in args.hosts.split(","))
+    ]
+    keys = ["rootfs build (cold)", "rootfs (cached)", "up", "first bootstrap", "second bootstrap", "verify", "down"]
+    print("\n" + "hosts  " + "  ".join(f"{k:>19}" for k in keys))
+    for n, figures in rows:
+        print(f"{n:5d}  " + "  ".join(f"{figures[k]:19.1f}" if k in figures else f"{'-':>19}" for k in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
