@@ -187,7 +187,8 @@ NETWORK_OPERATOR_RELEASE = Source(
 )
 
 # gpu-operator chart value keys this project sets, checked against
-# NVIDIA/gpu-operator deployments/gpu-operator/values.yaml at v25.3.4 and v25.10.1.
+# NVIDIA/gpu-operator deployments/gpu-operator/values.yaml at v25.3.4 and v25.10.1
+# (node-feature-discovery.* against its subchart, charts/node-feature-discovery/values.yaml).
 GPU_OPERATOR_VALUE_KEYS: frozenset[str] = frozenset(
     {
         "cdi.enabled",
