@@ -16,7 +16,7 @@ from .errors import ConfigError, OperationError, Problem
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _root(args: argparse.Namespace) -> Path:
+def root_of(args: argparse.Namespace) -> Path:
     from .stackfile import project_root
 
     return Path(args.root).resolve() if args.root else project_root()
@@ -25,7 +25,7 @@ def _root(args: argparse.Namespace) -> Path:
 def cmd_sites(args: argparse.Namespace) -> int:
     from .stackfile import list_stacks, load_stack
 
-    root = _root(args)
+    root = root_of(args)
     problems: list[Problem] = []
     rows = []
     for name in list_stacks(root):
@@ -59,19 +59,11 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .policy import Severity, evaluate_sites
-    from .stackfile import list_stacks, load_stack
+    from .stackfile import list_stacks, load_stacks
 
-    root = _root(args)
+    root = root_of(args)
     names = args.sites or list_stacks(root)
-    problems: list[Problem] = []
-    stacks = []
-    for name in names:
-        try:
-            stacks.append(load_stack(root, name))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
+    stacks = load_stacks(root, names)
     # Cross-site rules (CIDR overlap between interconnected sites) look at every stack.
     everyone = stacks if not args.sites else [*stacks, *_others(root, names)]
     results = evaluate_sites(everyone, only={s.name for s in stacks})
@@ -108,7 +100,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import render_json, render_text, run_plan
     from .stackfile import load_stack
 
-    stack = load_stack(_root(args), args.site)
+    stack = load_stack(root_of(args), args.site)
     plan = run_plan(stack)
     sys.stdout.write(render_json(plan) if args.json else render_text(plan, show_inputs=args.inputs))
     return 0
@@ -118,7 +110,7 @@ def cmd_secret(args: argparse.Namespace) -> int:
     from .secrets import Crypter, SecretsError, read_passphrase
     from .stackfile import display, read_yaml, stack_path
 
-    root = _root(args)
+    root = root_of(args)
     path = stack_path(root, args.site)
     shown = display(path, root)
     doc = read_yaml(path, shown)

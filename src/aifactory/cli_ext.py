@@ -12,9 +12,9 @@ REGISTER: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def _root(args: argparse.Namespace) -> Path:
-    from .stackfile import project_root
+    from .cli import root_of
 
-    return Path(args.root).resolve() if args.root else project_root()
+    return root_of(args)
 
 
 def _register(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[argparse._SubParsersAction], None]:
@@ -27,18 +27,10 @@ def _register(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[arg
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     from . import inventory
-    from .stackfile import list_stacks, load_stack
+    from .stackfile import list_stacks, load_stacks
 
     root = _root(args)
-    names = args.sites or list_stacks(root)
-    stacks, problems = [], []
-    for name in names:
-        try:
-            stacks.append(load_stack(root, name))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
+    stacks = load_stacks(root, args.sites or list_stacks(root))
     if args.check:
         stale = [(s.name, p, why) for s in stacks for p, why in inventory.drift(s, root)]
         for name, path, why in stale:

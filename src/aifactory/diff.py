@@ -12,6 +12,7 @@ import fnmatch
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,44 +87,30 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def _pairs(old: dict[Any, Any], new: dict[Any, Any], label: Callable[[Any], str]) -> list[Change]:
+    """Items present on one side only are added or removed; items on both sides are diffed further."""
+    out: list[Change] = []
+    for key in sorted(set(old) | set(new), key=lambda k: (0, k, "") if isinstance(k, int) else (1, 0, str(k))):
+        sub = label(key)
+        if key not in new:
+            out.append(Change(sub, "removed", old=old[key]))
+        elif key not in old:
+            out.append(Change(sub, "added", new=new[key]))
+        else:
+            out.extend(diff_values(old[key], new[key], sub))
+    return out
+
+
 def diff_values(old: Any, new: Any, path: str = "") -> list[Change]:
     if isinstance(old, dict) and isinstance(new, dict):
-        out: list[Change] = []
-        for key in sorted(set(old) | set(new), key=str):
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in new:
-                out.append(Change(sub, "removed", old=old[key]))
-            elif key not in old:
-                out.append(Change(sub, "added", new=new[key]))
-            else:
-                out.extend(diff_values(old[key], new[key], sub))
-        return out
+        return _pairs(old, new, lambda k: f"{path}.{k}" if path else str(k))
     if isinstance(old, list) and isinstance(new, list):
-        leaf = path.rsplit(".", 1)[-1]
-        key = KEYED.get(leaf)
+        key = KEYED.get(path.rsplit(".", 1)[-1])
         if key and all(isinstance(x, dict) and key in x for x in old + new):
-            olds, news = {x[key]: x for x in old}, {x[key]: x for x in new}
-            out = []
-            for name in sorted(set(olds) | set(news), key=str):
-                sub = f"{path}[{name}]"
-                if name not in news:
-                    out.append(Change(sub, "removed", old=olds[name]))
-                elif name not in olds:
-                    out.append(Change(sub, "added", new=news[name]))
-                else:
-                    out.extend(diff_values(olds[name], news[name], sub))
-            return out
+            return _pairs({x[key]: x for x in old}, {x[key]: x for x in new}, lambda k: f"{path}[{k}]")
         if all(isinstance(x, dict) for x in old + new) and old and new:
-            out = []
-            for i in range(max(len(old), len(new))):
-                sub = f"{path}[{i}]"
-                if i >= len(new):
-                    out.append(Change(sub, "removed", old=old[i]))
-                elif i >= len(old):
-                    out.append(Change(sub, "added", new=new[i]))
-                else:
-                    out.extend(diff_values(old[i], new[i], sub))
-            return out
+            # Positional: a node's index is its hostname.
+            return _pairs(dict(enumerate(old)), dict(enumerate(new)), lambda i: f"{path}[{i}]")
     return [] if old == new else [Change(path, "changed", old, new)]
 
 

@@ -110,6 +110,20 @@ def load_stack(root: Path, name: str) -> Stack:
     return parse_stack(read_yaml(path, shown), name, path, shown)
 
 
+def load_stacks(root: Path, names: list[str]) -> list[Stack]:
+    """Load several stacks, reporting the problems of all of them at once."""
+    stacks: list[Stack] = []
+    problems: list[Problem] = []
+    for name in names:
+        try:
+            stacks.append(load_stack(root, name))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return stacks
+
+
 def parse_stack(doc: Any, name: str, path: Path, shown: str) -> Stack:
     problems: list[Problem] = []
     if not isinstance(doc, dict):
