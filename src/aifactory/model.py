@@ -12,6 +12,7 @@ policies in :mod:`aifactory.policy`, so that they carry ids and severities.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
@@ -312,6 +313,9 @@ class Site(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Site:
+        def dupes_of(names: list[str]) -> list[str]:
+            return sorted(n for n, k in Counter(names).items() if k > 1)
+
         for label, names in (
             ("pool", [p.name for p in self.pools]),
             ("tenant", [t.name for t in self.tenants]),
@@ -319,14 +323,13 @@ class Site(Strict):
             ("bucket", [b.name for b in self.storage.object_store.buckets]),
             ("storage class", [c.name for c in self.storage.classes]),
         ):
-            dupes = sorted({n for n in names if names.count(n) > 1})
+            dupes = dupes_of(names)
             if dupes:
                 raise ValueError(f"duplicate {label} name(s): {', '.join(dupes)}")
         defaults = [c.name for c in self.storage.classes if c.default]
         if len(defaults) > 1:
             raise ValueError(f"more than one default storage class: {', '.join(defaults)}")
-        hostnames = [n.hostname for n in self.nodes]
-        dupes = sorted({h for h in hostnames if hostnames.count(h) > 1})
+        dupes = dupes_of([n.hostname for n in self.nodes])
         if dupes:
             raise ValueError(f"hostname scheme yields duplicate hostnames: {', '.join(dupes[:5])}")
         return self

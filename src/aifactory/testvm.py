@@ -554,6 +554,14 @@ def up(stack: Stack, root: Path, say: Say = _say) -> State:
 # -- teardown and status -------------------------------------------------------------------
 
 
+def _cmdline(pid: int) -> bytes:
+    """A process's command line, or b"" once it has gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _our_processes(layout: Layout) -> Iterator[int]:
     """Processes whose command line names this site's state folder: found even without a state file."""
     marker = str(layout.dir).encode()
@@ -561,10 +569,7 @@ def _our_processes(layout: Layout) -> Iterator[int]:
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
+        cmdline = _cmdline(int(proc.name))
         is_ours = marker in cmdline or (b"http.server" in cmdline and art in cmdline)
         if is_ours and (
             b"systemd-nspawn" in cmdline
@@ -605,7 +610,7 @@ def down(site_code: str, say: Say = _say) -> list[str]:
     if layout.ssh_config.is_file() and state:
         for h in state.hosts:
             _run(["ssh", "-F", str(layout.ssh_config), "-O", "exit", h.name])
-    nspawn = [p for p in _our_processes(layout) if b"systemd-nspawn" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    nspawn = [p for p in _our_processes(layout) if b"systemd-nspawn" in _cmdline(p)]
     if state:
         nspawn += [h.pid for h in state.hosts if _alive(h.pid) and h.pid not in nspawn]
     if nspawn:
