@@ -156,7 +156,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from .errors import OperationError
     from .plan import run_plan
     from .policy import Severity, evaluate_sites
-    from .stackfile import list_stacks, load_stack
+    from .stackfile import list_stacks, load_stacks
     from .verify import runner
 
     root = _root(args)
@@ -167,13 +167,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(f"\n== {title} ({time.monotonic() - t0:.0f} s)", flush=True)
 
     step(f"validate {site} and the sites it is interconnected with")
-    stacks = [load_stack(root, name) for name in list_stacks(root)]
+    stacks = load_stacks(root, list_stacks(root))
     stack = next(s for s in stacks if s.name == site)
-    errors = [r for r in evaluate_sites(stacks, only={site}) if r.severity is Severity.ERROR]
-    for r in evaluate_sites(stacks, only={site}):
-        if r.severity is not Severity.INFO:
-            print(r.line())
-    if errors:
+    findings = [r for r in evaluate_sites(stacks, only={site}) if r.severity is not Severity.INFO]
+    for r in findings:
+        print(r.line())
+    if any(r.severity is Severity.ERROR for r in findings):
         return 2
     step(f"plan {site} offline (Pulumi mock runtime)")
     plan = run_plan(stack)

@@ -28,16 +28,13 @@ def role_defaults(root: Path, role: str) -> dict[str, Any]:
 class NodeExpectations:
     site: str
     hostname: str
-    management_ip: str
     sku: Sku
     driver: str
     cuda: str
     nccl_version: str
-    nccl_cuda_major: int
     driver_packages: dict[str, list[str]]
     persistenced_package: dict[str, str]
     cuda_packages: dict[str, list[str]]
-    nccl_packages: dict[str, list[str]]
     nccl_conf: dict[str, str]
     sysctl: dict[str, str]
     memlock: str
@@ -52,7 +49,6 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     base = role_defaults(root, "nvidia_base")
     drv = role_defaults(root, "nvidia_driver")
     cuda = role_defaults(root, "cuda_toolkit")
-    nccl = role_defaults(root, "nccl")
     g = site.gpu_stack
     branch = g.driver.split(".")[0]
     major, minor = g.cuda.split(".")
@@ -67,12 +63,10 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     return NodeExpectations(
         site=site.code,
         hostname=node.hostname,
-        management_ip=str(node.management_ip),
         sku=sku,
         driver=g.driver,
         cuda=g.cuda,
         nccl_version=g.nccl_version,
-        nccl_cuda_major=int(g.nccl_cuda.split(".")[0]),
         driver_packages={"debian": list(drv["nvidia_driver_packages_debian"]), "ubuntu": ubuntu_driver},
         persistenced_package={"debian": drv["nvidia_driver_persistenced_package_debian"], "ubuntu": ""},
         cuda_packages={
@@ -81,7 +75,6 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
                 p.replace("{major}", major).replace("{minor}", minor) for p in cuda["cuda_toolkit_packages_ubuntu"]
             ],
         },
-        nccl_packages={"debian": [], "ubuntu": list(nccl["nccl_packages_ubuntu"])},
         nccl_conf=conf,
         sysctl={k: str(v) for k, v in base["nvidia_base_sysctl"].items()},
         memlock=str(base["nvidia_base_memlock"]),
