@@ -8,9 +8,9 @@ import shutil
 from .test_diff import _git
 
 
-def _audit(cli, root, out, *extra):
-    code, stdout, err = cli("audit", "eg", "--out", str(out), "--as-of", "2026-11-23", *extra, root=root)
-    assert code == 0, err
+def _audit(cli, root, out, *extra, code=0):
+    got, stdout, err = cli("audit", "eg", "--out", str(out), "--as-of", "2026-11-23", *extra, root=root)
+    assert got == code, err
     return (out / "audit-eg-index.html").read_text(), (out / "audit-eg-report.md").read_text()
 
 
@@ -51,7 +51,13 @@ def test_report_shows_a_failing_policy(workdir, cli, tmp_path, root):
     shutil.copytree(root / "templates", workdir / "templates")
     stack = workdir / "stacks" / "Pulumi.eg.yaml"
     stack.write_text(stack.read_text().replace("country: EG}", "country: SA}", 1))
-    html, md = _audit(cli, workdir, tmp_path / "x")
+    # The gate refuses it and writes nothing ...
+    code, out, err = cli("audit", "eg", "--out", str(tmp_path / "refused"), "--as-of", "2026-11-23", root=workdir)
+    assert code == 2 and out == ""
+    assert "[residency.in-country]" in err
+    assert not (tmp_path / "refused").exists()
+    # ... unless the auditor asks for the record of the failing site (the exit stays 2).
+    html, md = _audit(cli, workdir, tmp_path / "x", "--even-if-failing", code=2)
     assert "**FAIL**" in md
     assert '<tr class="error"><td>error</td><td><code>residency.in-country</code></td>' in html
     assert "No revision was given" in md
@@ -60,4 +66,4 @@ def test_report_shows_a_failing_policy(workdir, cli, tmp_path, root):
 def test_audit_rejects_a_bad_date(cli, tmp_path):
     code, _, err = cli("audit", "eg", "--out", str(tmp_path), "--as-of", "yesterday")
     assert code == 2
-    assert "error: --as-of: yesterday: not a date (YYYY-MM-DD)" in err
+    assert "error: --as-of: 'yesterday' is not a date (YYYY-MM-DD)" in err

@@ -137,7 +137,7 @@ def test_diff_against_a_tag_in_a_temporary_history(workdir, cli):
     }
     code, _, err = cli("diff", "ke", "--rev", "no-such-tag", root=workdir)
     assert code == 2
-    assert err.startswith("error: stacks/Pulumi.ke.yaml@no-such-tag: cannot read the stack at that revision")
+    assert err.startswith("error: --rev: 'no-such-tag' names no commit")
 
 
 def test_plan_diff_between_sites_lists_added_and_removed_resources(cli):

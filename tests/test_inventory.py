@@ -41,8 +41,45 @@ def test_check_catches_drift_and_write_repairs_it(workdir, cli):
     code, _, _ = cli("inventory", root=workdir)
     assert code == 0
     assert cli("inventory", "--check", root=workdir)[0] == 0
-    rendered = yaml.safe_load((workdir / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
+    rendered = read_inventory((workdir / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
     assert rendered["nvidia_driver_version"] == "535.247.01"
+
+
+class Tagged(str):
+    """A string the inventory wrote with Ansible's !unsafe tag."""
+
+
+class _InventoryLoader(yaml.SafeLoader):
+    pass
+
+
+_InventoryLoader.add_constructor("!unsafe", lambda loader, node: Tagged(loader.construct_scalar(node)))
+
+
+def read_inventory(text: str):
+    return yaml.load(text, Loader=_InventoryLoader)
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def test_every_string_in_every_inventory_is_unsafe_for_ansible():
+    """Site data reaches Ansible only as !unsafe: it is never rendered as a template."""
+    files = sorted((ROOT / "inventories").rglob("*.yml"))
+    assert len(files) >= 3 * len(SITES)
+    for path in files:
+        strings = list(_strings(read_inventory(path.read_text())))
+        assert strings, path
+        plain = [s for s in strings if not isinstance(s, Tagged)]
+        assert plain == [], f"{path}: {plain[:3]}"
 
 
 def test_every_site_has_a_committed_inventory():

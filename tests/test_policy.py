@@ -29,7 +29,8 @@ def test_real_stacks_pass_every_policy():
 def test_real_stacks_warnings_are_the_expected_ones():
     stacks = [load_stack(ROOT, s) for s in SITES]
     warnings = [(r.site, r.id) for r in evaluate_sites(stacks, as_of=AS_OF) if r.severity is Severity.WARNING]
-    assert warnings == [("lab", "compat.driver-eol")]  # Debian 12 ships R535, past its end of support
+    # Debian 12 ships R535, past its end of support; the lab keeps its state on the controller's disk.
+    assert warnings == [("lab", "compat.driver-eol"), ("lab", "residency.state-backend")]
 
 
 def _set(path, value):
@@ -38,7 +39,8 @@ def _set(path, value):
         keys = path.split(".")
         for k in keys[:-1]:
             node = node[int(k)] if k.isdigit() else node[k]
-        node[keys[-1]] = value
+        last = keys[-1]
+        node[int(last) if last.isdigit() else last] = value
 
     return change
 
@@ -50,16 +52,22 @@ CASES = [
         "eg",
         _set("mirrors.charts.url", "https://helm.ngc.nvidia.com/nvidia"),
         "residency.public-service",
-        "mirrors.charts",
+        "mirrors.charts.url",
         "global public service",
     ),
-    ("eg", _set("mirrors.containers.host", "nvcr.io"), "residency.public-service", "mirrors.containers", "nvcr.io"),
+    (
+        "eg",
+        _set("mirrors.containers.host", "nvcr.io"),
+        "residency.public-service",
+        "mirrors.containers.host",
+        "nvcr.io",
+    ),
     (
         "eg",
         _set("state_backend.url", "s3://eg-state/aifactory"),
         "residency.state-backend",
         "state_backend.url",
-        "public cloud",
+        "stores state in AWS S3",
     ),
     (
         "eg",
@@ -81,6 +89,58 @@ CASES = [
         "residency.in-country",
         "jurisdiction.data_residency",
         "must reside in FR",
+    ),
+    # Residency is proven from the site's own zones and ranges, whatever country a field claims.
+    (
+        "eg",
+        _set("mirrors.debian.url", "https://ftp.uni-erlangen.de/debian"),
+        "residency.in-country",
+        "mirrors.debian.url",
+        "ftp.uni-erlangen.de is not proven in EG",
+    ),
+    (
+        "eg",
+        _set("storage.object_store.url", "https://s3.eu-west-1.amazonaws.com."),
+        "residency.public-service",
+        "storage.object_store.url",
+        "s3.eu-west-1.amazonaws.com is a global public service",
+    ),
+    (
+        "eg",
+        _set("state_backend.url", "s3://eg-state/x?endpoint=https://s3.eu-west-1.amazonaws.com"),
+        "residency.state-backend",
+        "state_backend.url",
+        "s3.eu-west-1.amazonaws.com is a public service",
+    ),
+    (
+        "eg",
+        _set("state_backend.url", "s3://eg-state/x?endpoint=minio.example.org:9000"),
+        "residency.state-backend",
+        "state_backend.url",
+        "minio.example.org is not proven in EG",
+    ),
+    (
+        "eg",
+        _set("state_backend.url", "s3://eg-state/x?endpoint=s3.cai1.eg.aifactory.internal&endpoint=s3.amazonaws.com"),
+        "residency.state-backend",
+        "state_backend.url",
+        "endpoint= is given more than once",
+    ),
+    ("eg", _set("network.dns.0", "8.8.8.8"), "residency.in-country", "network.dns[0]", "8.8.8.8 is not proven in EG"),
+    ("eg", _set("network.ntp.1", "pool.ntp.org"), "residency.in-country", "network.ntp[1]", "pool.ntp.org is not"),
+    (
+        "eg",
+        _set("jurisdiction.in_country.dns_suffixes", ["amazonaws.com"]),
+        "residency.suffixes",
+        "jurisdiction.in_country.dns_suffixes[0]",
+        "covers global public services",
+    ),
+    (
+        "eg",
+        _set("jurisdiction.in_country.networks", ["10.0.0.0/7"]),
+        "residency.suffixes",
+        "jurisdiction.in_country.networks[0]",
+        "wider than a /8",
     ),
     ("ke", _set("gpu_stack.driver", "520.61.05"), "compat.cuda-driver", "gpu_stack.driver", "below 570.26"),
     ("ke", _set("gpu_stack.cuda", "12.7"), "compat.cuda-driver", "gpu_stack.cuda", "not in the compatibility table"),
@@ -177,10 +237,11 @@ def test_driver_below_the_toolkit_minimum_but_above_the_floor_is_a_warning():
 
 def test_end_of_life_branch_is_a_warning_dated_by_as_of():
     lab = load_stack(ROOT, "lab")
-    assert [r.id for r in evaluate(lab, as_of=date(2026, 7, 1)) if r.severity is Severity.WARNING] == [
-        "compat.driver-eol"
-    ]
-    assert [r.id for r in evaluate(lab, as_of=date(2026, 6, 1)) if r.severity is Severity.WARNING] == []
+    def warned(as_of):
+        return [r.id for r in evaluate(lab, as_of=as_of) if r.severity is Severity.WARNING and r.id.startswith("compat")]
+
+    assert warned(date(2026, 7, 1)) == ["compat.driver-eol"]
+    assert warned(date(2026, 6, 1)) == []
 
 
 def test_pod_size_larger_than_any_node_is_a_warning():
@@ -203,7 +264,8 @@ def test_validate_exits_2_on_a_policy_error(workdir, cli):
     code, out, _ = cli("validate", "eg", root=workdir)
     assert code == 2
     assert (
-        "error   [residency.public-service] eg: aifactory:site.mirrors.charts: helm.ngc.nvidia.com is a global" in out
+        "error   [residency.public-service] stacks/Pulumi.eg.yaml: aifactory:site.mirrors.charts.url: "
+        "helm.ngc.nvidia.com is a global" in out
     )
     assert out.strip().endswith("eg: FAIL")
 
@@ -215,3 +277,66 @@ def test_residency_answer_for_one_site(cli):
     assert all("[residency." in line for line in lines[:-1])
     assert "s3.cai1.eg.aifactory.internal in EG" in out
     assert "state kept in EG" in out
+
+
+def test_two_countries_cannot_claim_the_same_zone_or_range():
+    za = load_stack(ROOT, "za")
+    ng = crafted("ng", _set("jurisdiction.in_country.networks", ["10.32.0.0/12", "10.16.0.0/16"]))
+    found = findings(ng, others=[za])
+    assert (
+        "residency.claims-sites",
+        "jurisdiction.in_country.networks[1]",
+        "10.16.0.0/16 overlaps 10.16.0.0/12, claimed by site za (ZA)",
+    ) in found
+
+
+def test_a_site_may_skip_a_check_with_a_reason_but_never_residency_or_secrets():
+    def skip(ids):
+        return lambda s: s.__setitem__("policies", {"skip": [{"id": i, "reason": "accepted by the board"} for i in ids]})
+
+    eol = crafted("lab", skip(["compat.driver-eol"]))
+    results = evaluate(eol, as_of=AS_OF)
+    skipped = [r for r in results if r.severity is Severity.SKIPPED]
+    assert [r.id for r in skipped] == ["compat.driver-eol"]
+    assert "[skipped by the site: accepted by the board]" in skipped[0].message
+    assert not [r for r in results if r.severity is Severity.ERROR]
+
+    barred = crafted("lab", skip(["residency"]))
+    errors = [(r.id, r.path) for r in evaluate(barred, as_of=AS_OF) if r.severity is Severity.ERROR]
+    assert ("policies.skip", "aifactory:site.policies.skip[0].id") in errors
+    unknown = crafted("lab", skip(["compat.no-such-check"]))
+    assert any(r.id == "policies.skip" for r in evaluate(unknown, as_of=AS_OF) if r.severity is Severity.ERROR)
+
+
+def test_every_reported_id_is_declared_in_the_registry():
+    from aifactory.policy import CHECK_IDS
+
+    stacks = [load_stack(ROOT, s) for s in SITES]
+    reported = {r.id for r in evaluate_sites(stacks, as_of=AS_OF)}
+    assert reported == set(CHECK_IDS)  # every check leaves a line, passing or not
+
+
+def test_validate_only_an_unknown_policy_is_bad_input(cli):
+    code, out, err = cli("validate", "za", "--only", "residnecy")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: --only: 'residnecy' is no policy")
+
+
+def test_validate_a_site_twice_validates_it_once(cli):
+    code, out, _ = cli("validate", "za", "za")
+    assert code == 0
+    assert out.splitlines() == ["za: ok"]
+
+
+def test_a_country_stack_keyed_with_the_lab_passphrase_is_refused(workdir, cli):
+    lab = (workdir / "stacks" / "Pulumi.lab.yaml").read_text()
+    salt = next(line for line in lab.splitlines() if line.startswith("encryptionsalt:"))
+    path = workdir / "stacks" / "Pulumi.ke.yaml"
+    text = path.read_text()
+    old = next(line for line in text.splitlines() if line.startswith("encryptionsalt:"))
+    path.write_text(text.replace(old, salt))
+    code, _, _ = cli("validate", "ke", root=workdir)
+    assert code == 2
+    code, out, err = cli("plan", "ke", root=workdir)
+    assert (code, out) == (2, "")
+    assert "stacks/Pulumi.ke.yaml: encryptionsalt: [secrets.lab-passphrase]" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from datetime import date
@@ -19,13 +20,16 @@ from typing import Any
 import jinja2
 
 from . import catalog
-from .diff import Change, diff_stacks, stack_at_revision
+from .diff import Change, diff_stacks, resolve_revision, stack_at_revision
+from .errors import ConfigError, Problem
+from .fsutil import write_atomic
 from .plan import run_plan
 from .policy import Result, Severity, evaluate_sites
 from .stackfile import Stack, list_stacks, load_stack, stack_path
 
 PACKAGE = Path(__file__).resolve().parent
 TEMPLATES = ("audit.html.j2", "audit.md.j2")
+TARGETS = (("audit.html.j2", "audit-{site}-index.html"), ("audit.md.j2", "audit-{site}-report.md"))
 
 
 def _sha(data: bytes) -> str:
@@ -45,8 +49,9 @@ def collect_inputs(root: Path, site: str, as_of: date, rev: str | None) -> Input
     parts = {"stack": _sha(stack_path(root, site).read_bytes()), "as_of": as_of.isoformat()}
     if rev:
         rel = stack_path(root, site).relative_to(root)
-        old = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{rel}"], capture_output=True, check=False)
-        parts[f"stack@{rev}"] = _sha(old.stdout)
+        sha = resolve_revision(root, rev, "--against")
+        old = subprocess.run(["git", "-C", str(root), "show", f"{sha}:{rel}"], capture_output=True, check=False)
+        parts[f"stack@{sha}"] = _sha(old.stdout)
     code = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
         code.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -115,6 +120,32 @@ def report_context(root: Path, stack: Stack, as_of: date, rev: str | None) -> di
     }
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def md_text(value: object) -> str:
+    """A value as Markdown text: HTML and Markdown syntax escaped, one line, table pipes escaped."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_code(value: object) -> str:
+    """A value as a Markdown code span: a fence longer than any backtick run in it, pipes escaped for tables."""
+    text = " ".join(str(value).split()).replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def check_out_dir(out: Path) -> Path:
+    """--out is a directory or does not exist yet; anything else is bad input."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError([Problem("--out", "", f"{out} exists and is not a directory")])
+    return out
+
+
 def write_report(root: Path, stack: Stack, out: Path, as_of: date, rev: str | None) -> list[Path]:
     context = report_context(root, stack, as_of, rev)
     env = jinja2.Environment(
@@ -125,12 +156,19 @@ def write_report(root: Path, stack: Stack, out: Path, as_of: date, rev: str | No
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    env.filters["md"] = md_text
+    env.filters["code"] = md_code
+    rendered = [(env.get_template(name).render(**context), target) for name, target in TARGETS]
+    check_out_dir(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError([Problem("--out", "", f"cannot create {out}: {exc.strerror}")]) from None
     written = []
-    for name, target in (("audit.html.j2", "index.html"), ("audit.md.j2", "report.md")):
-        path = out / f"audit-{stack.name}-{target}"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(env.get_template(name).render(**context))
-        tmp.replace(path)
+    for text, target in rendered:
+        path = out / target.format(site=stack.name)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise ConfigError([Problem("--out", "", f"{path} is not a regular file; refusing to replace it")])
+        write_atomic(path, text)
         written.append(path)
     return written

@@ -7,6 +7,7 @@ an argument). Bad input is printed one problem per line, naming the file and the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,23 +58,29 @@ def cmd_sites(args: argparse.Namespace) -> int:
     return 0
 
 
+def site_args(names: Sequence[str]) -> list[str]:
+    """Site arguments, each checked before it names a file, and each once."""
+    from .stackfile import check_site_name, unique
+
+    return unique([check_site_name(n) for n in names])
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .policy import Severity, evaluate_sites
-    from .stackfile import list_stacks, load_stacks
+    from .policy import Severity, evaluate_sites, select
+    from .stackfile import list_stacks, load_neighbours, load_stacks
 
     root = root_of(args)
-    names = args.sites or list_stacks(root)
+    checks = select(args.only)
+    names = site_args(args.sites) if args.sites else list_stacks(root)
     stacks = load_stacks(root, names)
     # Cross-site rules (CIDR overlap between interconnected sites) look at every stack.
-    everyone = stacks if not args.sites else [*stacks, *_others(root, names)]
-    results = evaluate_sites(everyone, only={s.name for s in stacks})
-    if args.only:
-        results = [r for r in results if r.id == args.only or r.id.startswith(args.only + ".")]
+    everyone = [*stacks, *load_neighbours(root, [s.name for s in stacks])]
+    results = evaluate_sites(everyone, only={s.name for s in stacks}, checks=checks)
     errors = 0
     for r in results:
         if r.severity is Severity.ERROR:
             errors += 1
-        if r.severity is not Severity.INFO or args.verbose:
+        if r.severity not in (Severity.INFO,) or args.verbose:
             print(r.line())
     for s in stacks:
         print(
@@ -82,49 +89,69 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
-def _others(root: Path, names: Sequence[str]) -> list:
-    from .stackfile import list_stacks, load_stack
+def gated(root: Path, names: Sequence[str]) -> list:
+    """Load the stacks a command acts on and put them through the policy gate (errors: exit 2)."""
+    from .policy import gate
+    from .stackfile import load_stacks
 
-    out = []
-    for name in list_stacks(root):
-        if name in names:
-            continue
-        try:
-            out.append(load_stack(root, name))
-        except ConfigError:
-            continue  # a broken neighbour is reported when it is validated itself
-    return out
+    stacks = load_stacks(root, site_args(names))
+    gate(stacks, root)
+    return stacks
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from .plan import render_json, render_text, run_plan
-    from .stackfile import load_stack
 
-    stack = load_stack(root_of(args), args.site)
+    (stack,) = gated(root_of(args), [args.site])
     plan = run_plan(stack)
     sys.stdout.write(render_json(plan) if args.json else render_text(plan, show_inputs=args.inputs))
     return 0
 
 
+def _stdin_value() -> str:
+    """All of standard input as one value: a trailing line break is dropped, a second line is refused."""
+    stream = getattr(sys.stdin, "buffer", None)
+    try:
+        text = stream.read(1 << 20).decode("utf-8") if stream is not None else sys.stdin.read(1 << 20)
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem("<stdin>", "", f"not UTF-8 text (byte {exc.start})")]) from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ConfigError([Problem("<stdin>", "", "no value to encrypt (give it on standard input)")])
+    if "\n" in text or "\r" in text:
+        raise ConfigError(
+            [Problem("<stdin>", "", "more than one line: a secret value here is one line (nothing was encrypted)")]
+        )
+    return text
+
+
 def cmd_secret(args: argparse.Namespace) -> int:
-    from .secrets import Crypter, SecretsError, read_passphrase
+    from .policy import LAB_PASSPHRASE, LAB_SITE
+    from .secrets import Crypter, SecretsError, read_passphrase, read_passphrase_file, salt_problem
     from .stackfile import display, read_yaml, stack_path
 
     root = root_of(args)
-    path = stack_path(root, args.site)
+    path = stack_path(root, site_args([args.site])[0])
     shown = display(path, root)
     doc = read_yaml(path, shown)
     state = doc.get("encryptionsalt") if isinstance(doc, dict) else None
     if not state:
         raise ConfigError([Problem(shown, "encryptionsalt", "missing: this stack has no passphrase provider yet")])
+    problem = salt_problem(state)
+    if problem:
+        raise ConfigError([Problem(shown, "encryptionsalt", problem)])
     try:
-        crypter = Crypter.from_state(read_passphrase(), state)
+        passphrase = read_passphrase()
+        if args.site != LAB_SITE:
+            lab = root / "stacks" / LAB_PASSPHRASE
+            if lab.is_file() and read_passphrase_file(lab) == passphrase:
+                raise ConfigError(
+                    [Problem(shown, "encryptionsalt", f"refusing the public lab passphrase for site {args.site}")]
+                )
+        crypter = Crypter.from_state(passphrase, state)
     except SecretsError as exc:
         raise ConfigError([Problem(shown, "encryptionsalt", str(exc))]) from None
-    value = sys.stdin.readline().rstrip("\n")
-    if not value:
-        raise ConfigError([Problem("<stdin>", "", "no value to encrypt (give it on standard input)")])
-    print(f"secure: {crypter.encrypt(value)}")
+    print(f"secure: {crypter.encrypt(_stdin_value())}")
     return 0
 
 
@@ -139,7 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check stack files and run the policies; exit 2 on any error")
     p.add_argument("sites", nargs="*", metavar="SITE")
     p.add_argument("-v", "--verbose", action="store_true", help="also print the checks that passed")
-    p.add_argument("--only", metavar="POLICY", help="only this policy or family, e.g. residency, compat.cuda-driver")
+    p.add_argument(
+        "--only",
+        action="append",
+        metavar="POLICY",
+        help="only this policy family or check (repeatable), e.g. residency, compat.cuda-driver",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="every resource the Pulumi program would register, offline (mock runtime)")
@@ -179,6 +211,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the last guard: a bug prints one line, not a traceback
+        if os.environ.get("AIFACTORY_DEBUG"):
+            raise
+        from .grammar import shown
+
+        print(
+            f"error: internal error ({type(exc).__name__}: {shown(str(exc), 200)}); "
+            "set AIFACTORY_DEBUG=1 for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

@@ -22,15 +22,26 @@ def _register(fn: Callable[[argparse._SubParsersAction], None]) -> Callable[[arg
     return fn
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 256")
+    return value
+
+
 # -- inventory ----------------------------------------------------------------------------
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     from . import inventory
-    from .stackfile import list_stacks, load_stacks
+    from .cli import gated
+    from .stackfile import list_stacks
 
     root = _root(args)
-    stacks = load_stacks(root, args.sites or list_stacks(root))
+    stacks = gated(root, args.sites or list_stacks(root))
     if args.check:
         stale = [(s.name, p, why) for s in stacks for p, why in inventory.drift(s, root)]
         for name, path, why in stale:
@@ -58,11 +69,14 @@ def _inventory(sub: argparse._SubParsersAction) -> None:
 
 def cmd_testvm(args: argparse.Namespace) -> int:
     from . import testvm
-    from .stackfile import load_stack
+    from .cli import gated
+    from .stackfile import check_site_name
 
     root = _root(args)
+    check_site_name(args.site, "--site")
     if args.action == "up":
-        testvm.up(load_stack(root, args.site), root)
+        (stack,) = gated(root, [args.site])
+        testvm.up(stack, root)
         return 0
     if args.action == "down":
         testvm.down(args.site)
@@ -97,10 +111,10 @@ def _testvm(sub: argparse._SubParsersAction) -> None:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from .bootstrap import prune_runs, run_playbook, summary
-    from .stackfile import load_stack
+    from .cli import gated
 
     root = _root(args)
-    stack = load_stack(root, args.site)
+    (stack,) = gated(root, [args.site])
     result = run_playbook(stack, root, limit=args.limit, check=args.check)
     print(summary(result))
     prune_runs(root, stack.name)
@@ -120,11 +134,11 @@ def _bootstrap(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .stackfile import load_stack
+    from .cli import gated
     from .verify import runner
 
     root = _root(args)
-    stack = load_stack(root, args.site)
+    (stack,) = gated(root, [args.site])
     results = runner.run(stack, root, limit=args.limit, parallel=args.parallel)
     print(runner.table(results))
     if args.junit:
@@ -141,7 +155,9 @@ def _verify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", metavar="HOSTS", help="comma-separated hostname patterns, e.g. 'lab-gpu-0[12]'")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (one testsuite per node)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    p.add_argument("--parallel", type=int, default=16, metavar="N", help="nodes checked at once (default 16)")
+    p.add_argument(
+        "--parallel", type=_positive, default=16, metavar="N", help="nodes checked at once, 1 to 256 (default 16)"
+    )
     p.set_defaults(func=cmd_verify)
 
 
@@ -153,10 +169,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     from . import inventory, testvm
     from .bootstrap import run_playbook, summary
+    from .cli import gated
     from .errors import OperationError
     from .plan import run_plan
-    from .policy import Severity, evaluate_sites
-    from .stackfile import list_stacks, load_stacks
     from .verify import runner
 
     root = _root(args)
@@ -167,13 +182,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(f"\n== {title} ({time.monotonic() - t0:.0f} s)", flush=True)
 
     step(f"validate {site} and the sites it is interconnected with")
-    stacks = load_stacks(root, list_stacks(root))
-    stack = next(s for s in stacks if s.name == site)
-    findings = [r for r in evaluate_sites(stacks, only={site}) if r.severity is not Severity.INFO]
-    for r in findings:
-        print(r.line())
-    if any(r.severity is Severity.ERROR for r in findings):
-        return 2
+    (stack,) = gated(root, [site])
+    print(f"{site}: policies passed")
     step(f"plan {site} offline (Pulumi mock runtime)")
     plan = run_plan(stack)
     out = plan.outputs
@@ -222,10 +232,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     import sys
 
     from . import diff
+    from .cli import gated, site_args
     from .plan import run_plan
     from .stackfile import load_stack
 
     root = _root(args)
+    site_args([args.site] + ([args.other] if args.other else []))
     if args.rev and args.other:
         raise ConfigError([Problem("diff", "", "give either a second site or --rev, not both")])
     if not args.rev and not args.other:
@@ -238,6 +250,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         a, b = load_stack(root, args.site), load_stack(root, args.other)
         label_a, label_b = args.site, args.other
     if args.plan:
+        # A plan runs the program: both sides pass the policy gate first.
+        from .policy import gate
+
+        gate([a], root)
+        if args.other:
+            gated(root, [args.other])
         changes = diff.diff_plans(run_plan(a), run_plan(b))
         kind = "plan"
     else:
@@ -272,17 +290,29 @@ def _diff(sub: argparse._SubParsersAction) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from .audit import write_report
-    from .stackfile import load_stack
+    from .audit import check_out_dir, write_report
+    from .cli import gated, site_args
+    from .grammar import shown
 
     root = _root(args)
     try:
         as_of = date.fromisoformat(args.as_of) if args.as_of else date.today()
     except ValueError:
-        raise ConfigError([Problem("--as-of", args.as_of, "not a date (YYYY-MM-DD)")]) from None
-    stack = load_stack(root, args.site)
-    for path in write_report(root, stack, Path(args.out), as_of, args.against):
+        raise ConfigError([Problem("--as-of", "", f"{shown(args.as_of)} is not a date (YYYY-MM-DD)")]) from None
+    out = check_out_dir(Path(args.out))
+    if not args.even_if_failing:
+        (stack,) = gated(root, [args.site])
+        for path in write_report(root, stack, out, as_of, args.against):
+            print(path)
+        return 0
+    # An auditor may want the record of a failing site: the report is written, the exit stays 2.
+    from .policy import gate
+    from .stackfile import load_stack
+
+    stack = load_stack(root, site_args([args.site])[0])
+    for path in write_report(root, stack, out, as_of, args.against):
         print(path)
+    gate([stack], root, as_of)
     return 0
 
 
@@ -293,4 +323,9 @@ def _audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--against", metavar="REV", help="include the diff against this git revision")
     p.add_argument("--as-of", metavar="YYYY-MM-DD", help="date the policies judge against (default today)")
+    p.add_argument(
+        "--even-if-failing",
+        action="store_true",
+        help="write the report of a site that fails its policies too (the exit status is still 2)",
+    )
     p.set_defaults(func=cmd_audit)

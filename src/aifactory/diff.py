@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import grammar
 from .errors import ConfigError, Problem
 from .plan import Plan
 from .stackfile import Stack, parse_stack, parse_yaml, stack_path
@@ -151,14 +152,34 @@ def diff_stacks(a: Stack, b: Stack, ignore_expected: bool = False) -> list[Chang
     return changes
 
 
+def resolve_revision(root: Path, rev: str, option: str = "--rev") -> str:
+    """The commit a user's revision names, checked by git itself; never passed to git as an option."""
+    if not rev or rev.startswith("-") or len(rev) > 256 or not rev.isprintable():
+        raise ConfigError([Problem(option, "", f"{grammar.shown(rev)} is not a git revision")])
+    proc = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    sha = proc.stdout.strip()
+    if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40,64}", sha, re.ASCII):
+        raise ConfigError([Problem(option, "", f"{grammar.shown(rev)} names no commit in {root.name}")])
+    return sha
+
+
 def stack_at_revision(root: Path, site: str, rev: str) -> Stack:
+    sha = resolve_revision(root, rev)
     rel = stack_path(root, site).relative_to(root)
-    shown = f"{rel}@{rev}"
-    proc = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{rel}"], capture_output=True, text=True, check=False)
+    shown = f"{rel}@{grammar.shown(rev)[1:-1]}"
+    proc = subprocess.run(["git", "-C", str(root), "show", f"{sha}:{rel}"], capture_output=True, check=False)
     if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or ["git show failed"])[-1]
-        raise ConfigError([Problem(shown, "", f"cannot read the stack at that revision: {reason}")])
-    return parse_stack(parse_yaml(proc.stdout, shown), site, root / rel, shown)
+        raise ConfigError([Problem(shown, "", "no such stack file at that revision")])
+    try:
+        text = proc.stdout.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(shown, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    return parse_stack(parse_yaml(text, shown), site, root / rel, shown)
 
 
 def diff_plans(a: Plan, b: Plan) -> list[Change]:

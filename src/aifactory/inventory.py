@@ -17,10 +17,33 @@ from typing import Any
 import yaml
 
 from .catalog import SKUS
+from .fsutil import write_atomic
 from .model import Site
 from .stackfile import Stack, display
 
 INVENTORIES = "inventories"
+
+
+class Unsafe(str):
+    """A string from the site file: written with Ansible's ``!unsafe`` tag, so Ansible never templates it."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'"))
+
+
+def unsafe(value: Any) -> Any:
+    """Every string leaf marked unsafe: site data is data, never a Jinja template, wherever Ansible reads it."""
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, dict):
+        return {k: unsafe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unsafe(v) for v in value]
+    return value
 
 
 def _header(stack: Stack, root: Path) -> str:
@@ -112,7 +135,7 @@ def render(stack: Stack, root: Path) -> list[Rendered]:
     head = _header(stack, root)
 
     def doc(data: dict[str, Any]) -> str:
-        return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=120)
+        return head + yaml.dump(unsafe(data), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
     files = [
         Rendered(base / "hosts.yml", doc(hosts(stack.site)).replace(": null\n", ":\n")),
@@ -135,9 +158,7 @@ def write(stack: Stack, root: Path) -> list[Path]:
     for r in rendered:
         if not r.path.is_file() or r.path.read_text() != r.text:
             r.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = r.path.with_suffix(".tmp")
-            tmp.write_text(r.text)
-            tmp.replace(r.path)
+            write_atomic(r.path, r.text)
             changed.append(r.path)
     for stale in existing(stack, root) - {r.path for r in rendered}:
         stale.unlink()

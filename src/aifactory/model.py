@@ -11,7 +11,6 @@ policies in :mod:`aifactory.policy`, so that they carry ids and severities.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
@@ -20,83 +19,105 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from . import grammar
 from .catalog import SKUS, Sku, Version, known_skus
+from .grammar import FieldError, shown
 from .iso3166 import COUNTRY_CODES
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 
 
 def _country(value: str) -> str:
     if value not in COUNTRY_CODES:
-        raise ValueError(f"'{value}' is not an ISO 3166-1 alpha-2 country code")
-    return value
-
-
-def _dns_label(value: str) -> str:
-    if not _DNS_LABEL.match(value):
-        raise ValueError(f"'{value}' is not a DNS label (lowercase letters, digits and '-', at most 63)")
-    return value
-
-
-def _mac(value: str) -> str:
-    value = value.lower()
-    if not _MAC.match(value):
-        raise ValueError(f"'{value}' is not a MAC address (aa:bb:cc:dd:ee:ff)")
+        raise ValueError(f"{shown(value)} is not an ISO 3166-1 alpha-2 country code")
     return value
 
 
 def _sku(value: str) -> str:
     if value not in SKUS:
-        raise ValueError(f"unknown SKU '{value}'; the catalog has: {known_skus()}")
+        raise ValueError(f"unknown SKU {shown(value)}; the catalog has: {known_skus()}")
     return value
 
 
-def _dotted(parts: int) -> object:
-    pattern = re.compile(rf"^\d+(\.\d+){{{parts - 1}}}$")
-
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(f"'{value}' is not a version with {parts} numeric parts")
-        return value
-
-    return check
-
-
-def _url(schemes: tuple[str, ...]) -> object:
-    def check(value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not (parts.hostname or parts.scheme == "file"):
-            raise ValueError(f"'{value}' is not a {'/'.join(schemes)} URL with a host")
-        return value
-
-    return check
+def _suffix(value: str) -> str:
+    grammar.domain(value)
+    return value
 
 
 Country = Annotated[str, AfterValidator(_country)]
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
-MacAddress = Annotated[str, AfterValidator(_mac)]
+DnsLabel = Annotated[str, AfterValidator(grammar.dns_label)]
+SiteCode = Annotated[str, AfterValidator(grammar.site_code)]
+HostName = Annotated[str, AfterValidator(grammar.hostname)]
+HostOrIp = Annotated[str, AfterValidator(grammar.host_or_ip)]
+DomainSuffix = Annotated[str, AfterValidator(_suffix)]
+MacAddress = Annotated[str, AfterValidator(grammar.mac)]
 SkuName = Annotated[str, AfterValidator(_sku)]
-DriverVersion = Annotated[str, AfterValidator(_dotted(3))]
-CudaVersion = Annotated[str, AfterValidator(_dotted(2))]
-HttpUrl = Annotated[str, AfterValidator(_url(("http", "https")))]
-StateUrl = Annotated[str, AfterValidator(_url(("s3", "https", "http", "file")))]
+DriverVersion = Annotated[str, AfterValidator(grammar.dotted(3))]
+CudaVersion = Annotated[str, AfterValidator(grammar.dotted(2))]
+HttpUrl = Annotated[str, AfterValidator(grammar.url(("http", "https")))]
+StateUrl = Annotated[str, AfterValidator(grammar.url(("s3", "https", "file")))]
+Text = Annotated[str, AfterValidator(grammar.free_text)]
+IfName = Annotated[str, AfterValidator(grammar.ifname)]
+RdmaDevice = Annotated[str, AfterValidator(grammar.rdma_device)]
+Fingerprint = Annotated[str, AfterValidator(grammar.fingerprint)]
+RegistryHost = Annotated[str, AfterValidator(grammar.registry)]
+QualifiedName = Annotated[str, AfterValidator(grammar.qualified_name)]
+ParamValue = Annotated[str, AfterValidator(grammar.param_value)]
+KubeContext = Annotated[str, AfterValidator(grammar.kube_context)]
+S3Region = Annotated[str, AfterValidator(grammar.s3_region)]
+BucketName = Annotated[str, AfterValidator(grammar.bucket_name)]
+HostnameScheme = Annotated[str, AfterValidator(grammar.hostname_scheme)]
+NcclVersion = Annotated[
+    str,
+    AfterValidator(
+        grammar.pattern(
+            r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}-[0-9]{1,3}\+cuda[0-9]{1,3}\.[0-9]{1,3}",
+            "an NCCL package version as NVIDIA publishes it (e.g. 2.26.5-1+cuda12.8)",
+        )
+    ),
+]
+ChartVersion = Annotated[
+    str, AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)"))
+]
+OperatorVersion = Annotated[
+    str, AfterValidator(grammar.pattern(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a version (X.Y.Z)"))
+]
+MigProfile = Annotated[
+    str, AfterValidator(grammar.pattern(r"[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?", "a MIG configuration name"))
+]
+PolicyId = Annotated[
+    str, AfterValidator(grammar.pattern(r"[a-z]+(?:\.[a-z0-9-]+)?", "a policy id (family or family.check)"))
+]
+# Bounds are the real systems' where they have one; elsewhere generous but finite, so that no
+# value overflows a float, a protobuf number or an address computation downstream.
+MAX_NODES_PER_POOL = 100_000
+MAX_HOST_NUMBER = 2**24
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class InCountry(Strict):
+    """What makes an endpoint in-country: proven from its name or address, never from a declared country."""
+
+    dns_suffixes: list[DomainSuffix] = Field(
+        min_length=1, max_length=64, description="DNS suffixes operated in the country, e.g. za.aifactory.internal"
+    )
+    networks: list[IPv4Network] = Field(
+        default_factory=list, max_length=256, description="Address ranges operated in the country"
+    )
 
 
 class Jurisdiction(Strict):
-    law: str = Field(description="Data-protection law the site operates under")
-    regulator: str
+    law: Text = Field(description="Data-protection law the site operates under")
+    regulator: Text
     data_residency: Country = Field(description="Country in which data, models and control must stay")
+    in_country: InCountry
 
 
 class Location(Strict):
-    city: str
-    facility: str
-    region: str = ""
+    city: Text
+    facility: Text
+    region: Text | None = None
 
 
 class Endpoint(Strict):
@@ -111,16 +132,18 @@ class Endpoint(Strict):
 
 
 class AptMirror(Endpoint):
-    signing_key_fingerprint: str = Field(
-        default="", pattern=r"^([0-9A-F]{40})?$", description="Pinned OpenPGP key, 40 hex digits"
-    )
+    signing_key_fingerprint: Fingerprint = Field(default="", description="Pinned OpenPGP key, 40 hex digits")
 
 
 class Registry(Strict):
     """An OCI registry mirror; images are addressed as host/path without a scheme."""
 
-    host: str = Field(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._/-]+)?$")
+    host: RegistryHost
     country: Country
+
+    @property
+    def hostname(self) -> str:
+        return self.host.split("/")[0].split(":")[0]
 
 
 class Mirrors(Strict):
@@ -140,22 +163,15 @@ class Node(Strict):
 class NodePool(Strict):
     name: DnsLabel
     sku: SkuName
-    hostname: str = Field(description="Python format string with {site}, {pool} and {index} (1-based)")
-    ip_offset: int = Field(
-        ge=1, description="Host number of the pool's first node; a node has the same host number on every network"
+    hostname: HostnameScheme = Field(
+        description="{site}, {pool} and {index} (1-based, optional zero-pad width as in {index:03d})"
     )
-    nodes: list[Node] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _scheme_renders(self) -> NodePool:
-        if "{index" not in self.hostname:
-            raise ValueError(f"hostname scheme '{self.hostname}' must contain {{index}}")
-        try:
-            sample = self.hostname.format(site="site", pool=self.name, index=1)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"hostname scheme '{self.hostname}' does not render: {exc}") from None
-        _dns_label(sample)
-        return self
+    ip_offset: int = Field(
+        ge=1,
+        le=MAX_HOST_NUMBER,
+        description="Host number of the pool's first node; a node has the same host number on every network",
+    )
+    nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES_PER_POOL)
 
     @property
     def count(self) -> int:
@@ -165,6 +181,9 @@ class NodePool(Strict):
     def spec(self) -> Sku:
         return SKUS[self.sku]
 
+    def hostname_of(self, site: str, index: int) -> str:
+        return self.hostname.format(site=site, pool=self.name, index=index)
+
 
 class Subnet(Strict):
     cidr: IPv4Network
@@ -173,35 +192,43 @@ class Subnet(Strict):
 
 
 class ManagementNetwork(Subnet):
-    interface: str = Field(description="Node interface carrying the management network (NCCL_SOCKET_IFNAME)")
+    interface: IfName = Field(description="Node interface carrying the management network (NCCL_SOCKET_IFNAME)")
 
 
 class Rail(Strict):
     name: DnsLabel
-    hca: str = Field(pattern=r"^mlx5_\d+$", description="RDMA device of this rail (NCCL_IB_HCA)")
-    interface: str = Field(description="Netdev of this rail on every node")
+    hca: RdmaDevice = Field(description="RDMA device of this rail (NCCL_IB_HCA)")
+    interface: IfName = Field(description="Netdev of this rail on every node")
     cidr: IPv4Network = Field(description="Pod address pool of this rail (nv-ipam)")
 
 
 class Fabric(Strict):
     type: Literal["infiniband", "roce"]
-    link_gbps: int = Field(gt=0)
+    link_gbps: int = Field(gt=0, le=3200)
     mtu: int = Field(default=4092, ge=1280, le=9216)
-    per_node_block: int = Field(default=16, ge=2, description="Pod addresses each node takes from a rail pool")
-    roce_gid_index: int = Field(default=3, ge=0, description="RoCE v2 GID index (NCCL_IB_GID_INDEX); RoCE only")
-    rails: list[Rail] = Field(min_length=1)
+    per_node_block: int = Field(
+        default=16, ge=2, le=65536, description="Pod addresses each node takes from a rail pool"
+    )
+    roce_gid_index: int = Field(default=3, ge=0, le=255, description="RoCE v2 GID index (NCCL_IB_GID_INDEX); RoCE only")
+    rails: list[Rail] = Field(min_length=1, max_length=64)
 
 
 class Network(Strict):
-    domain: str = Field(pattern=r"^([a-z0-9-]+\.)+[a-z]{2,}$")
+    domain: HostName = Field(description="DNS domain of the nodes")
     management: ManagementNetwork
     bmc: Subnet
     storage: Subnet
     fabric: Fabric
     pods: IPv4Network
     services: IPv4Network
-    dns: list[IPv4Address] = Field(min_length=1)
-    ntp: list[str] = Field(min_length=1)
+    dns: list[IPv4Address] = Field(min_length=1, max_length=16)
+    ntp: list[HostOrIp] = Field(min_length=1, max_length=16)
+
+    @model_validator(mode="after")
+    def _domain_has_two_labels(self) -> Network:
+        if "." not in self.domain:
+            raise FieldError(("domain",), f"{shown(self.domain)} is not a domain of at least two labels")
+        return self
 
 
 class Replication(Strict):
@@ -210,30 +237,31 @@ class Replication(Strict):
 
 
 class Bucket(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    purpose: str
+    name: BucketName
+    purpose: Text
     versioning: bool = True
-    object_lock_days: int | None = Field(default=None, ge=1)
+    # S3 object lock retention; 100 years bounds it well beyond any record-keeping law.
+    object_lock_days: int | None = Field(default=None, ge=1, le=36500)
     replication: Replication | None = None
 
 
 class ObjectStore(Endpoint):
-    region: str
-    buckets: list[Bucket] = Field(min_length=1)
+    region: S3Region
+    buckets: list[Bucket] = Field(min_length=1, max_length=1000)
 
 
 class StorageClassSpec(Strict):
     name: DnsLabel
     kind: Literal["lustre", "weka", "gpfs", "nfs", "local"]
-    provisioner: str
-    parameters: dict[str, str] = Field(default_factory=dict)
+    provisioner: QualifiedName
+    parameters: dict[QualifiedName, ParamValue] = Field(default_factory=dict, max_length=64)
     default: bool = False
     reclaim_policy: Literal["Retain", "Delete"] = "Retain"
 
 
 class Storage(Strict):
     object_store: ObjectStore
-    classes: list[StorageClassSpec] = Field(min_length=1)
+    classes: list[StorageClassSpec] = Field(min_length=1, max_length=64)
 
 
 class StateBackend(Strict):
@@ -245,18 +273,15 @@ class StateBackend(Strict):
 
 class Mig(Strict):
     strategy: Literal["none", "single", "mixed"] = "none"
-    default_profile: str = "all-disabled"
+    default_profile: MigProfile = "all-disabled"
 
 
 class GpuStack(Strict):
     driver: DriverVersion
     cuda: CudaVersion = Field(description="CUDA toolkit major.minor")
-    nccl: str = Field(
-        pattern=r"^\d+\.\d+\.\d+-\d+\+cuda\d+\.\d+$",
-        description="NCCL package version as NVIDIA publishes it, e.g. 2.26.5-1+cuda12.8",
-    )
-    gpu_operator: str = Field(pattern=r"^v\d+\.\d+\.\d+$", description="gpu-operator Helm chart version")
-    network_operator: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    nccl: NcclVersion = Field(description="NCCL package version as NVIDIA publishes it, e.g. 2.26.5-1+cuda12.8")
+    gpu_operator: ChartVersion = Field(description="gpu-operator Helm chart version")
+    network_operator: OperatorVersion
     mig: Mig = Mig()
 
     @property
@@ -286,53 +311,76 @@ class GpuStack(Strict):
 
 class Tenant(Strict):
     name: DnsLabel
-    display_name: str
-    gpu_quota: int = Field(ge=0)
+    display_name: Text
+    gpu_quota: int = Field(ge=0, le=10_000_000)
     data_classification: Literal["public", "internal", "confidential", "restricted"]
-    max_gpus_per_pod: int = Field(default=8, ge=1)
+    max_gpus_per_pod: int = Field(default=8, ge=1, le=1024)
 
 
 class Kubernetes(Strict):
-    context: str = Field(description="kubeconfig context of this site's cluster; the program refuses any other")
+    context: KubeContext = Field(description="kubeconfig context of this site's cluster; the program refuses any other")
+
+
+class PolicySkip(Strict):
+    id: PolicyId = Field(description="A policy check id (e.g. compat.driver-eol) or family")
+    reason: Text = Field(description="Why this site may skip it; shown in every audit")
+
+
+class Policies(Strict):
+    skip: list[PolicySkip] = Field(default_factory=list, max_length=64)
 
 
 class Site(Strict):
-    code: DnsLabel
+    code: SiteCode
     country: Country
-    name: str
+    name: Text
     jurisdiction: Jurisdiction
     location: Location
     kubernetes: Kubernetes
     state_backend: StateBackend
-    pools: list[NodePool] = Field(min_length=1)
+    pools: list[NodePool] = Field(min_length=1, max_length=256)
     network: Network
     storage: Storage
     gpu_stack: GpuStack
     mirrors: Mirrors
-    tenants: list[Tenant] = Field(default_factory=list)
+    tenants: list[Tenant] = Field(default_factory=list, max_length=10_000)
+    policies: Policies = Policies()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Site:
         def dupes_of(names: list[str]) -> list[str]:
             return sorted(n for n, k in Counter(names).items() if k > 1)
 
-        for label, names in (
-            ("pool", [p.name for p in self.pools]),
-            ("tenant", [t.name for t in self.tenants]),
-            ("rail", [r.name for r in self.network.fabric.rails]),
-            ("bucket", [b.name for b in self.storage.object_store.buckets]),
-            ("storage class", [c.name for c in self.storage.classes]),
+        for label, key, names in (
+            ("pool", "pools", [p.name for p in self.pools]),
+            ("tenant", "tenants", [t.name for t in self.tenants]),
+            ("rail", "network.fabric.rails", [r.name for r in self.network.fabric.rails]),
+            ("bucket", "storage.object_store.buckets", [b.name for b in self.storage.object_store.buckets]),
+            ("storage class", "storage.classes", [c.name for c in self.storage.classes]),
         ):
             dupes = dupes_of(names)
             if dupes:
-                raise ValueError(f"duplicate {label} name(s): {', '.join(dupes)}")
+                raise FieldError(tuple(key.split(".")), f"duplicate {label} name(s): {', '.join(dupes)}")
         defaults = [c.name for c in self.storage.classes if c.default]
         if len(defaults) > 1:
-            raise ValueError(f"more than one default storage class: {', '.join(defaults)}")
+            raise FieldError(("storage", "classes"), f"more than one default storage class: {', '.join(defaults)}")
+        self._hostnames_render()
         dupes = dupes_of([n.hostname for n in self.nodes])
         if dupes:
-            raise ValueError(f"hostname scheme yields duplicate hostnames: {', '.join(dupes[:5])}")
+            raise FieldError(("pools",), f"hostname schemes yield duplicate hostnames: {', '.join(dupes[:5])}")
         return self
+
+    def _hostnames_render(self) -> None:
+        """Every node's hostname, rendered from its pool's scheme, is a DNS label."""
+        for i, pool in enumerate(self.pools):
+            for index in range(1, pool.count + 1):
+                name = pool.hostname_of(self.code, index)
+                if len(name) > 63 or not grammar.dns_label_ok(name):
+                    raise FieldError(
+                        ("pools", i, "hostname"),
+                        f"scheme {shown(pool.hostname)} renders {shown(name)} for node {index}: not a DNS label "
+                        "(a-z, 0-9 and '-', at most 63)",
+                    )
 
     # Derived views. cached_property needs a writable __dict__, which frozen pydantic models keep.
     @cached_property
@@ -341,7 +389,7 @@ class Site(Strict):
         for pool in self.pools:
             for i, hw in enumerate(pool.nodes):
                 host = pool.ip_offset + i
-                hostname = pool.hostname.format(site=self.code, pool=pool.name, index=i + 1)
+                hostname = pool.hostname_of(self.code, i + 1)
                 views.append(
                     NodeView(
                         hostname=hostname,

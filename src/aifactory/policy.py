@@ -9,21 +9,27 @@ A passing check yields an INFO result, so an audit can show what was checked, no
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import catalog
+from . import catalog, grammar
 from .catalog import Version
-from .model import Endpoint, Site
-from .stackfile import CREDENTIALS_KEY, SITE_KEY, Stack
+from .errors import ConfigError, Problem
+from .grammar import shown
+from .model import Site
+from .secrets import read_passphrase_file, verifies
+from .stackfile import CREDENTIALS_KEY, SITE_KEY, Stack, load_neighbours
 
 
 class Severity(enum.Enum):
     ERROR = "error"
     WARNING = "warning"
+    SKIPPED = "skipped"
     INFO = "ok"
 
 
@@ -34,16 +40,10 @@ class Result:
     site: str
     path: str
     message: str
+    file: str = ""
 
     def line(self) -> str:
-        return f"{self.severity.value:7s} [{self.id}] {self.site}: {self.path}: {self.message}"
-
-
-@dataclass(frozen=True)
-class PolicyInfo:
-    id: str
-    title: str
-    check: Callable[..., Iterator[Result]]
+        return f"{self.severity.value:7s} [{self.id}] {self.file or self.site}: {self.path}: {self.message}"
 
 
 # Hosts of global public services: a site configured to pull from or write to them sends
@@ -51,7 +51,7 @@ class PolicyInfo:
 PUBLIC_SERVICE_SUFFIXES = (
     "nvcr.io",
     "ngc.nvidia.com",
-    "download.nvidia.com",
+    "nvidia.com",
     "amazonaws.com",
     "googleapis.com",
     "azure.com",
@@ -62,7 +62,6 @@ PUBLIC_SERVICE_SUFFIXES = (
     "quay.io",
     "pypi.org",
     "pythonhosted.org",
-    "deb.debian.org",
     "debian.org",
     "ubuntu.com",
     "github.com",
@@ -87,31 +86,68 @@ def endpoints(site: Site) -> Iterator[tuple[str, str, str]]:
     """(field path, host, declared country) of every service the site talks to."""
     m = site.mirrors
     for name in ("debian", "ubuntu", "cuda", "artifacts", "charts"):
-        ep: Endpoint = getattr(m, name)
-        yield f"mirrors.{name}", ep.host, ep.country
-    yield "mirrors.containers", m.containers.host.split("/")[0].split(":")[0], m.containers.country
+        ep = getattr(m, name)
+        yield f"mirrors.{name}.url", ep.host, ep.country
+    yield "mirrors.containers.host", m.containers.hostname, m.containers.country
     store = site.storage.object_store
-    yield "storage.object_store", store.host, store.country
+    yield "storage.object_store.url", store.host, store.country
     for i, b in enumerate(store.buckets):
         if b.replication:
             host = urlsplit(b.replication.endpoint).hostname or ""
-            yield f"storage.object_store.buckets[{i}].replication", host, b.replication.country
+            yield f"storage.object_store.buckets[{i}].replication.endpoint", host, b.replication.country
 
 
-def state_backend_host(url: str) -> str | None:
-    """The host holding Pulumi state, '' for a local file backend, None when it is a public cloud."""
+def state_backend_host(url: str) -> tuple[str | None, str]:
+    """The host holding Pulumi state ('' for a local file backend, None for a public cloud), and why not."""
     parts = urlsplit(url)
     if parts.scheme == "file":
-        return ""
+        return "", ""
     if parts.scheme == "s3":
-        endpoint = parse_qs(parts.query).get("endpoint", [""])[0]
-        return endpoint.split(":")[0] if endpoint else None  # no endpoint= means AWS S3
-    return parts.hostname or None
+        endpoints_ = parse_qs(parts.query, keep_blank_values=True).get("endpoint", [])
+        if not endpoints_:
+            return None, "an s3:// URL without endpoint= stores state in AWS S3"
+        if len(endpoints_) > 1:
+            return None, "endpoint= is given more than once"
+        endpoint = endpoints_[0]
+        # gocloud accepts both host[:port] and a URL with a scheme.
+        host = urlsplit(endpoint).hostname if "://" in endpoint else endpoint.rsplit(":", 1)[0]
+        try:
+            return grammar.normal_host(host or ""), ""
+        except ValueError:
+            return None, f"endpoint= {shown(endpoint)} names no valid host"
+    return parts.hostname or None, ""
+
+
+def _in_ranges(host: str, networks: list[IPv4Network]) -> bool:
+    try:
+        address = IPv4Address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def _under(host: str, suffixes: list[str]) -> bool:
+    return any(host == s or host.endswith("." + s) for s in suffixes)
+
+
+def located(site: Site, host: str) -> bool:
+    """Whether a host is proven in-country by the site's own declaration: its name or its address."""
+    ic = site.jurisdiction.in_country
+    return _in_ranges(host, ic.networks) or _under(host, ic.dns_suffixes)
+
+
+def _where(site: Site) -> str:
+    ic = site.jurisdiction.in_country
+    parts = [", ".join(f"*.{s}" for s in ic.dns_suffixes)]
+    if ic.networks:
+        parts.append(", ".join(map(str, ic.networks)))
+    return " or ".join(parts)
 
 
 def check_residency(site: Site) -> Iterator[Result]:
     pid = "residency.in-country"
     home = site.jurisdiction.data_residency
+    ic = site.jurisdiction.in_country
     if site.country != home:
         yield _r(
             pid,
@@ -122,9 +158,31 @@ def check_residency(site: Site) -> Iterator[Result]:
         )
     else:
         yield _r(pid, Severity.INFO, site, "jurisdiction.data_residency", f"site in {home}, data to stay in {home}")
-    for path, host, country in endpoints(site):
+    for i, suffix in enumerate(ic.dns_suffixes):
+        if _public(suffix) or any(_under(p, [suffix]) for p in PUBLIC_SERVICE_SUFFIXES):
+            yield _r(
+                "residency.suffixes",
+                Severity.ERROR,
+                site,
+                f"jurisdiction.in_country.dns_suffixes[{i}]",
+                f"{suffix} covers global public services: an in-country suffix names only the site's own zone",
+            )
+    for i, net in enumerate(ic.networks):
+        if net.prefixlen < 8:
+            yield _r(
+                "residency.suffixes",
+                Severity.ERROR,
+                site,
+                f"jurisdiction.in_country.networks[{i}]",
+                f"{net} is wider than a /8: no country operates it",
+            )
+    targets = [*endpoints(site)]
+    targets += [(f"network.dns[{i}]", str(a), home) for i, a in enumerate(site.network.dns)]
+    targets += [(f"network.ntp[{i}]", h, home) for i, h in enumerate(site.network.ntp)]
+    for path, host, country in targets:
+        field = path.rsplit(".", 1)[0] if path.endswith((".url", ".host", ".endpoint")) else path
         if country != home:
-            yield _r(pid, Severity.ERROR, site, f"{path}.country", f"{host} is declared in {country}, outside {home}")
+            yield _r(pid, Severity.ERROR, site, f"{field}.country", f"{host} is declared in {country}, outside {home}")
         elif _public(host):
             yield _r(
                 "residency.public-service",
@@ -133,30 +191,50 @@ def check_residency(site: Site) -> Iterator[Result]:
                 path,
                 f"{host} is a global public service; use the in-country mirror",
             )
+        elif not located(site, host):
+            yield _r(
+                pid,
+                Severity.ERROR,
+                site,
+                path,
+                f"{host} is not proven in {home}: it is neither under nor inside {_where(site)} "
+                "(jurisdiction.in_country)",
+            )
         else:
             yield _r(pid, Severity.INFO, site, path, f"{host} in {home}")
+    yield from _check_state_backend(site)
+
+
+def _check_state_backend(site: Site) -> Iterator[Result]:
+    pid = "residency.state-backend"
+    home = site.jurisdiction.data_residency
     backend = site.state_backend
-    host = state_backend_host(backend.url)
+    host, why = state_backend_host(backend.url)
     if host is None:
+        yield _r(pid, Severity.ERROR, site, "state_backend.url", f"Pulumi state has no in-country host: {why}")
+    elif host == "":
         yield _r(
-            "residency.state-backend",
+            pid,
+            Severity.WARNING,
+            site,
+            "state_backend.url",
+            "state on the local disk of whoever runs pulumi: it stays in "
+            f"{home} only while that machine does; production sites use the in-country S3 store",
+        )
+    elif _public(host):
+        yield _r(pid, Severity.ERROR, site, "state_backend.url", f"{host} is a public service")
+    elif backend.country != home:
+        yield _r(pid, Severity.ERROR, site, "state_backend.country", f"declared in {backend.country}, outside {home}")
+    elif not located(site, host):
+        yield _r(
+            pid,
             Severity.ERROR,
             site,
             "state_backend.url",
-            "Pulumi state would go to a public cloud service (an s3:// URL needs endpoint=<in-country host>)",
-        )
-    elif host and _public(host):
-        yield _r("residency.state-backend", Severity.ERROR, site, "state_backend.url", f"{host} is a public service")
-    elif backend.country != home:
-        yield _r(
-            "residency.state-backend",
-            Severity.ERROR,
-            site,
-            "state_backend.country",
-            f"state backend declared in {backend.country}, outside {home}",
+            f"{host} is not proven in {home}: it is neither under nor inside {_where(site)}",
         )
     else:
-        yield _r("residency.state-backend", Severity.INFO, site, "state_backend.url", f"state kept in {home}")
+        yield _r(pid, Severity.INFO, site, "state_backend.url", f"state kept in {home} ({host})")
 
 
 def check_versions(site: Site, as_of: date) -> Iterator[Result]:
@@ -397,6 +475,37 @@ def check_cross_site(stacks: Iterable[Stack], only: set[str]) -> Iterator[Result
                         )
 
 
+def check_claims(stacks: Iterable[Stack], subject: str) -> Iterator[Result]:
+    """No two sites claim the same in-country zone or range: a claim proves residency only if it is exclusive."""
+    by_name = {s.name: s.site for s in stacks}
+    me = by_name[subject]
+    mine = me.jurisdiction.in_country
+    for name, other in sorted(by_name.items()):
+        if name == subject or other.jurisdiction.data_residency == me.jurisdiction.data_residency:
+            continue
+        theirs = other.jurisdiction.in_country
+        for i, suffix in enumerate(mine.dns_suffixes):
+            clash = [t for t in theirs.dns_suffixes if _under(suffix, [t]) or _under(t, [suffix])]
+            if clash:
+                yield _r(
+                    "residency.claims-sites",
+                    Severity.ERROR,
+                    me,
+                    f"jurisdiction.in_country.dns_suffixes[{i}]",
+                    f"{suffix} overlaps {clash[0]}, claimed by site {name} ({other.jurisdiction.data_residency})",
+                )
+        for i, net in enumerate(mine.networks):
+            clash_nets = [t for t in theirs.networks if t.overlaps(net)]
+            if clash_nets:
+                yield _r(
+                    "residency.claims-sites",
+                    Severity.ERROR,
+                    me,
+                    f"jurisdiction.in_country.networks[{i}]",
+                    f"{net} overlaps {clash_nets[0]}, claimed by site {name} ({other.jurisdiction.data_residency})",
+                )
+
+
 def check_tenants(site: Site) -> Iterator[Result]:
     total = sum(t.gpu_quota for t in site.tenants)
     if total > site.gpu_total:
@@ -422,42 +531,246 @@ def check_tenants(site: Site) -> Iterator[Result]:
 
 
 def check_secrets(stack: Stack) -> Iterator[Result]:
-    """The loader already refuses plaintext credentials; this records, per pool, what was checked."""
+    """The loader refuses plaintext credentials; this records, per pool, what was checked, and refuses lab keys."""
     for pool in stack.site.pools:
         if pool.name in stack.credentials:
             yield Result(
                 "secrets.bmc", Severity.INFO, stack.name, f"{CREDENTIALS_KEY}.{pool.name}.password", "Pulumi secret"
             )
+    if stack.name == LAB_SITE or not stack.encryptionsalt:
+        return
+    lab_passphrase = _lab_passphrase(stack.path.parent / LAB_PASSPHRASE)
+    if lab_passphrase is not None and verifies(lab_passphrase, stack.encryptionsalt):
+        yield Result(
+            "secrets.lab-passphrase",
+            Severity.ERROR,
+            stack.name,
+            "encryptionsalt",
+            f"this stack's secrets open with the public lab passphrase ({LAB_PASSPHRASE}): re-key it with the "
+            "site's own passphrase, held in country",
+        )
+    else:
+        yield Result("secrets.lab-passphrase", Severity.INFO, stack.name, "encryptionsalt", "not the lab passphrase")
 
 
-POLICIES: list[PolicyInfo] = [
-    PolicyInfo("residency", "Data, mirrors and state stay in the site's country", check_residency),
-    PolicyInfo("compat", "Driver, CUDA, NCCL and GPU operator versions are compatible", check_versions),
-    PolicyInfo("net", "Network plan: no overlaps, enough addresses, one rail per NIC", check_network),
-    PolicyInfo("secrets", "Every credential is a Pulumi secret", check_secrets),
-    PolicyInfo("tenants", "Tenant quotas fit the site's GPUs", check_tenants),
-]
+LAB_SITE = "lab"
+LAB_PASSPHRASE = "lab.passphrase"  # noqa: S105 - the name of the lab's public passphrase file
 
 
-def evaluate(stack: Stack, as_of: date | None = None) -> list[Result]:
-    as_of = as_of or date.today()
-    site = stack.site
-    results = [
-        *check_residency(site),
-        *check_versions(site, as_of),
-        *check_network(site),
-        *check_secrets(stack),
-        *check_tenants(site),
-    ]
-    return results
+def _lab_passphrase(path: Path) -> str | None:
+    try:
+        return read_passphrase_file(path)
+    except (OSError, ValueError):
+        return None
 
 
-def evaluate_sites(stacks: list[Stack], only: set[str] | None = None, as_of: date | None = None) -> list[Result]:
+# -- the registry ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a policy judges: one stack, the other sites it is interconnected with, and the date."""
+
+    stack: Stack
+    others: tuple[Stack, ...]
+    as_of: date
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validator in the manner of Cluster Toolkit's: a name, a scope and the check ids it reports."""
+
+    name: str
+    title: str
+    scope: str  # "site" or "cross-site"
+    checks: tuple[str, ...]
+    run: Callable[[Subject], Iterable[Result]]
+    skippable: bool = True
+
+
+REGISTRY: dict[str, Policy] = {
+    p.name: p
+    for p in (
+        Policy(
+            "residency",
+            "Data, mirrors, state, DNS and NTP proven in the site's country",
+            "site",
+            ("residency.in-country", "residency.public-service", "residency.state-backend", "residency.suffixes"),
+            lambda s: check_residency(s.stack.site),
+            skippable=False,
+        ),
+        Policy(
+            "residency-sites",
+            "No two countries claim the same in-country zone or address range",
+            "cross-site",
+            ("residency.claims-sites",),
+            lambda s: check_claims([s.stack, *s.others], s.stack.name),
+            skippable=False,
+        ),
+        Policy(
+            "compat",
+            "Driver, CUDA, NCCL and GPU operator versions are compatible",
+            "site",
+            (
+                "compat.cuda-driver",
+                "compat.sku-driver",
+                "compat.nccl-cuda",
+                "compat.operator-driver",
+                "compat.driver-eol",
+            ),
+            lambda s: check_versions(s.stack.site, s.as_of),
+        ),
+        Policy(
+            "net",
+            "Network plan: no overlaps, enough addresses, one rail per NIC, unique BMCs and MACs",
+            "site",
+            ("net.overlap", "net.capacity", "net.gateway", "net.rails", "net.pool-ranges", "net.bmc", "net.unique"),
+            lambda s: check_network(s.stack.site),
+        ),
+        Policy(
+            "net-sites",
+            "No CIDR used by two interconnected sites",
+            "cross-site",
+            ("net.overlap-sites",),
+            lambda s: check_cross_site([s.stack, *s.others], {s.stack.name}),
+        ),
+        Policy(
+            "secrets",
+            "Every credential is a Pulumi secret, under the site's own passphrase",
+            "site",
+            ("secrets.bmc", "secrets.lab-passphrase"),
+            lambda s: check_secrets(s.stack),
+            skippable=False,
+        ),
+        Policy(
+            "tenants",
+            "Tenant quotas fit the site's GPUs",
+            "site",
+            ("tenants.quota", "tenants.pod-size"),
+            lambda s: check_tenants(s.stack.site),
+        ),
+    )
+}
+SKIP_CHECK = "policies.skip"
+CHECK_IDS: tuple[str, ...] = (*(c for p in REGISTRY.values() for c in p.checks), SKIP_CHECK)
+FAMILIES: tuple[str, ...] = tuple(sorted({c.split(".")[0] for c in CHECK_IDS}))
+_UNSKIPPABLE = {c for p in REGISTRY.values() if not p.skippable for c in p.checks} | {SKIP_CHECK}
+
+
+def _matches(check: str, selector: str) -> bool:
+    return check == selector or check.startswith(selector + ".")
+
+
+def select(only: Iterable[str] | None) -> frozenset[str]:
+    """The check ids that --only names (families or ids); an unknown name is bad input."""
+    if not only:
+        return frozenset(CHECK_IDS)
+    chosen: set[str] = set()
+    for selector in only:
+        hits = {c for c in CHECK_IDS if _matches(c, selector)}
+        if not hits:
+            raise ConfigError(
+                [
+                    Problem(
+                        "--only", "", f"{shown(selector)} is no policy; known: {', '.join(FAMILIES)} and their checks"
+                    )
+                ]
+            )
+        chosen |= hits
+    return frozenset(chosen)
+
+
+def _skips(stack: Stack) -> tuple[dict[str, str], list[Result]]:
+    """The site's declared skips (check id -> reason), and errors for skips that are not allowed."""
+    skips: dict[str, str] = {}
+    problems: list[Result] = []
+    for i, skip in enumerate(stack.site.policies.skip):
+        path = f"{_P}.policies.skip[{i}].id"
+        hits = [c for c in CHECK_IDS if _matches(c, skip.id)]
+        if not hits:
+            problems.append(Result(SKIP_CHECK, Severity.ERROR, stack.name, path, f"{skip.id} is no policy check"))
+            continue
+        barred = sorted(set(hits) & _UNSKIPPABLE)
+        if barred:
+            problems.append(
+                Result(
+                    SKIP_CHECK,
+                    Severity.ERROR,
+                    stack.name,
+                    path,
+                    f"{', '.join(barred)} cannot be skipped: residency and secrets hold for every site",
+                )
+            )
+            continue
+        for c in hits:
+            skips[c] = skip.reason
+    return skips, problems
+
+
+def evaluate(
+    stack: Stack,
+    as_of: date | None = None,
+    others: Iterable[Stack] = (),
+    checks: frozenset[str] | None = None,
+) -> list[Result]:
+    """Every selected check on one stack, with the site's skips applied; passing checks leave an INFO line."""
+    subject = Subject(stack, tuple(o for o in others if o.name != stack.name), as_of or date.today())
+    checks = checks if checks is not None else frozenset(CHECK_IDS)
+    skips, results = _skips(stack)
+    for policy in REGISTRY.values():
+        if checks.isdisjoint(policy.checks):
+            continue
+        results.extend(r for r in policy.run(subject) if r.id in checks)
+    seen = {r.id for r in results}
+    for check in checks:
+        if check not in seen:
+            results.append(Result(check, Severity.INFO, stack.name, _P, "checked: no finding"))
+    out = []
+    for r in results:
+        reason = skips.get(r.id)
+        if reason is not None and r.severity in (Severity.ERROR, Severity.WARNING):
+            out.append(
+                replace(
+                    r,
+                    severity=Severity.SKIPPED,
+                    message=f"{r.message} [skipped by the site: {reason}]",
+                    file=stack.shown,
+                )
+            )
+        else:
+            out.append(replace(r, file=stack.shown))
+    return out
+
+
+_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.SKIPPED: 2, Severity.INFO: 3}
+
+
+def evaluate_sites(
+    stacks: list[Stack],
+    only: set[str] | None = None,
+    as_of: date | None = None,
+    checks: frozenset[str] | None = None,
+) -> list[Result]:
+    """The policies on the stacks named in ``only`` (default: all), comparing with every stack given."""
     only = only if only is not None else {s.name for s in stacks}
     results: list[Result] = []
     for s in stacks:
         if s.name in only:
-            results.extend(evaluate(s, as_of))
-    results.extend(check_cross_site(stacks, only))
-    order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
-    return sorted(results, key=lambda r: (r.site, order[r.severity], r.id, r.path))
+            results.extend(evaluate(s, as_of, stacks, checks))
+    return sorted(results, key=lambda r: (r.site, _ORDER[r.severity], r.id, r.path))
+
+
+def gate(
+    stacks: list[Stack], root: Path, as_of: date | None = None, warn: Callable[[str], None] | None = None
+) -> list[Result]:
+    """The policy gate of every command that acts on a site: errors stop it (exit 2), warnings print and go on."""
+    names = [s.name for s in stacks]
+    results = evaluate_sites([*stacks, *load_neighbours(root, names)], only=set(names), as_of=as_of)
+    say = warn or (lambda line: print(line, file=sys.stderr))
+    for r in results:
+        if r.severity is Severity.WARNING:
+            say(f"warning: {r.file}: {r.path}: [{r.id}] {r.message}")
+    errors = [r for r in results if r.severity is Severity.ERROR]
+    if errors:
+        raise ConfigError([Problem(r.file, r.path, f"[{r.id}] {r.message}") for r in errors])
+    return results

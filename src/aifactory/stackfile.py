@@ -14,6 +14,7 @@ Every problem is reported with the file and the field path; nothing raises a tra
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from . import grammar
 from .errors import ConfigError, Problem
+from .grammar import FieldError, shown
 from .model import Site
-from .secrets import is_ciphertext
+from .secrets import is_ciphertext, salt_problem
 
 PROJECT = "aifactory"
 SITE_KEY = f"{PROJECT}:site"
@@ -48,6 +51,7 @@ class Stack:
     site_config: dict[str, Any]
     credentials: dict[str, Credential]
     encryptionsalt: str
+    shown: str = ""  # the file as messages name it (relative to the checkout, or FILE@REV)
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -66,12 +70,36 @@ def stacks_dir(root: Path) -> Path:
     return root / "stacks"
 
 
+def site_name_problem(name: str) -> str | None:
+    """Why a site name (a CLI argument, a stack file's name) cannot name a site, or None."""
+    try:
+        grammar.site_code(name)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def check_site_name(name: str, where: str = "SITE") -> str:
+    """Refuse a site name before it is joined to any path: it names files, folders and a bridge."""
+    problem = site_name_problem(name)
+    if problem:
+        raise ConfigError([Problem(where, "", problem)])
+    return name
+
+
 def stack_path(root: Path, name: str) -> Path:
+    check_site_name(name)
     return stacks_dir(root) / f"Pulumi.{name}.yaml"
 
 
 def list_stacks(root: Path) -> list[str]:
+    """Names of the stack files here; a file whose name is no site code is listed too, and refused on load."""
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir(root).glob("Pulumi.*.yaml"))
+
+
+def unique(names: list[str]) -> list[str]:
+    """Names in the order given, each once (`validate za za` validates za once)."""
+    return list(dict.fromkeys(names))
 
 
 def display(path: Path, root: Path | None = None) -> str:
@@ -81,40 +109,125 @@ def display(path: Path, root: Path | None = None) -> str:
         return str(path)
 
 
-def read_yaml(path: Path, shown: str) -> Any:
+MAX_DEPTH = 32
+MAX_BYTES = 256 * 2**20
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A construct that is valid YAML but not accepted in a stack file."""
+
+
+class _StackLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what makes data ambiguous or explosive.
+
+    Duplicate keys (PyYAML keeps the last silently), keys that are not strings, anchors and
+    aliases (a few lines can expand into gigabytes once a model walks them) and nesting deeper
+    than any stack needs (PyYAML's composer recurses). Each refusal names the line.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise _Refused(
+                problem="YAML anchors and aliases (&name, *name) are not accepted in a stack file: write values out",
+                problem_mark=event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            return super().construct_mapping(node, deep=deep)
+        seen: dict[str, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _Refused(
+                    problem="merge keys (<<) are not accepted in a stack file", problem_mark=key_node.start_mark
+                )
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise _Refused(
+                    problem=f"key {shown(key)} is a {type(key).__name__}, not a string (quote it)",
+                    problem_mark=key_node.start_mark,
+                )
+            if key in seen:
+                raise _Refused(
+                    problem=f"duplicate key {shown(key)} (first on line {seen[key].line + 1})",
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+_StackLoader.add_constructor("tag:yaml.org,2002:map", _StackLoader.construct_yaml_map)
+
+
+def read_yaml(path: Path, shown_path: str) -> Any:
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError([Problem(shown_path, "", f"larger than {MAX_BYTES // 2**20} MiB")])
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError([Problem(shown, "", "no such stack file")]) from None
+        raise ConfigError([Problem(shown_path, "", "no such stack file")]) from None
     except OSError as exc:
-        raise ConfigError([Problem(shown, "", f"cannot read: {exc.strerror}")]) from None
-    return parse_yaml(text, shown)
-
-
-def parse_yaml(text: str, shown: str) -> Any:
+        raise ConfigError([Problem(shown_path, "", f"cannot read: {exc.strerror}")]) from None
     try:
-        return yaml.safe_load(text)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [Problem(shown_path, "", f"not UTF-8 text (byte {exc.start}: 0x{data[exc.start]:02x})")]
+        ) from None
+    return parse_yaml(text, shown_path)
+
+
+def parse_yaml(text: str, shown_path: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StackLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([Problem(shown, where, f"YAML syntax error: {reason}")]) from None
+        kind = "" if isinstance(exc, _Refused) else "YAML syntax error: "
+        raise ConfigError([Problem(shown_path, where, f"{kind}{reason}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(shown_path, "", f"nested deeper than {MAX_DEPTH} levels")]) from None
 
 
 def load_stack(root: Path, name: str) -> Stack:
+    problem = site_name_problem(name)
+    if problem:
+        where = display(stacks_dir(root), root) + f"/Pulumi.{shown(name)[1:-1]}.yaml"
+        raise ConfigError([Problem(where, "", f"the stack name: {problem}")])
     path = stack_path(root, name)
-    shown = display(path, root)
+    shown_path = display(path, root)
     if not path.is_file():
-        known = ", ".join(list_stacks(root)) or "none"
-        raise ConfigError([Problem(shown, "", f"no stack '{name}' (stacks here: {known})")])
-    return parse_stack(read_yaml(path, shown), name, path, shown)
+        known = ", ".join(n for n in list_stacks(root) if not site_name_problem(n)) or "none"
+        raise ConfigError([Problem(shown_path, "", f"no stack '{name}' (stacks here: {known})")])
+    try:
+        return parse_stack(read_yaml(path, shown_path), name, path, shown_path)
+    except ConfigError:
+        raise
+    except (RecursionError, OverflowError, TypeError, ValueError, UnicodeError, MemoryError) as exc:
+        # The grammars should have caught it; a stack file still never gets a traceback.
+        raise ConfigError(
+            [Problem(shown_path, "", f"cannot be read ({type(exc).__name__}: {shown(str(exc))})")]
+        ) from None
 
 
 def load_stacks(root: Path, names: list[str]) -> list[Stack]:
     """Load several stacks, reporting the problems of all of them at once."""
     stacks: list[Stack] = []
     problems: list[Problem] = []
-    for name in names:
+    for name in unique(names):
         try:
             stacks.append(load_stack(root, name))
         except ConfigError as exc:
@@ -124,75 +237,104 @@ def load_stacks(root: Path, names: list[str]) -> list[Stack]:
     return stacks
 
 
-def parse_stack(doc: Any, name: str, path: Path, shown: str) -> Stack:
+def load_neighbours(root: Path, names: list[str]) -> list[Stack]:
+    """Every other stack that loads: cross-site rules compare with them; a broken one is reported on its own."""
+    out = []
+    for name in list_stacks(root):
+        if name in names:
+            continue
+        try:
+            out.append(load_stack(root, name))
+        except ConfigError:
+            continue
+    return out
+
+
+def parse_stack(doc: Any, name: str, path: Path, shown_path: str) -> Stack:
     problems: list[Problem] = []
     if not isinstance(doc, dict):
-        raise ConfigError([Problem(shown, "", "a stack file is a YAML mapping with a 'config' key")])
+        raise ConfigError([Problem(shown_path, "", "a stack file is a YAML mapping with a 'config' key")])
     for key in sorted(set(doc) - _FILE_KEYS):
-        problems.append(Problem(shown, str(key), "unknown key in a Pulumi stack file"))
+        problems.append(Problem(shown_path, shown_key(key), "unknown key in a Pulumi stack file"))
     config = doc.get("config")
     if not isinstance(config, dict):
-        raise ConfigError([*problems, Problem(shown, "config", "missing, or not a mapping")])
+        raise ConfigError([*problems, Problem(shown_path, "config", "missing, or not a mapping")])
     for key in sorted(set(config) - _CONFIG_KEYS, key=str):
         problems.append(
             Problem(
-                shown, f"config.{key}", f"unknown config key (this project reads {', '.join(sorted(_CONFIG_KEYS))})"
+                shown_path,
+                f"config.{shown_key(key)}",
+                f"unknown config key (this project reads {', '.join(sorted(_CONFIG_KEYS))})",
             )
         )
 
     raw_site = config.get(SITE_KEY)
     site: Site | None = None
     if raw_site is None:
-        problems.append(Problem(shown, SITE_KEY, "required key is missing"))
+        problems.append(Problem(shown_path, SITE_KEY, "required key is missing"))
     else:
         try:
             site = Site.model_validate(raw_site)
         except ValidationError as exc:
-            problems.extend(validation_problems(exc, shown, SITE_KEY))
+            problems.extend(validation_problems(exc, shown_path, SITE_KEY))
 
-    credentials, cred_problems = _credentials(config.get(CREDENTIALS_KEY), site, shown)
+    credentials, cred_problems = _credentials(config.get(CREDENTIALS_KEY), site, shown_path)
     problems.extend(cred_problems)
     salt = doc.get("encryptionsalt", "")
     if credentials and not (isinstance(salt, str) and salt):
-        problems.append(Problem(shown, "encryptionsalt", "secure values need the passphrase provider's encryptionsalt"))
+        problems.append(
+            Problem(shown_path, "encryptionsalt", "secure values need the passphrase provider's encryptionsalt")
+        )
+    elif salt != "" and (why := salt_problem(salt)):
+        problems.append(Problem(shown_path, "encryptionsalt", why))
+    for key in ("secretsprovider", "encryptedkey"):
+        if key in doc:
+            problems.append(
+                Problem(shown_path, key, "this project uses the passphrase secrets provider (encryptionsalt) only")
+            )
     if site is not None and site.code != name:
-        problems.append(Problem(shown, f"{SITE_KEY}.code", f"'{site.code}' does not match the stack name '{name}'"))
+        problems.append(
+            Problem(shown_path, f"{SITE_KEY}.code", f"'{site.code}' does not match the stack name '{name}'")
+        )
 
     if problems or site is None:
         raise ConfigError(sorted(set(problems)))
-    return Stack(name, path, site, raw_site, credentials, salt)
+    return Stack(name, path, site, raw_site, credentials, salt, shown_path)
 
 
-def _credentials(raw: Any, site: Site | None, shown: str) -> tuple[dict[str, Credential], list[Problem]]:
+def _credentials(raw: Any, site: Site | None, shown_path: str) -> tuple[dict[str, Credential], list[Problem]]:
     key = CREDENTIALS_KEY
     if raw is None:
-        return {}, [Problem(shown, key, "required key is missing (one entry per pool)")]
+        return {}, [Problem(shown_path, key, "required key is missing (one entry per pool)")]
     if not isinstance(raw, dict):
-        return {}, [Problem(shown, key, "must map pool names to {username, password}")]
+        return {}, [Problem(shown_path, key, "must map pool names to {username, password}")]
     creds: dict[str, Credential] = {}
     problems: list[Problem] = []
     for pool, entry in raw.items():
-        where = f"{key}.{pool}"
+        where = f"{key}.{shown_key(pool)}"
         if not isinstance(entry, dict):
-            problems.append(Problem(shown, where, "must be a mapping with username and password"))
+            problems.append(Problem(shown_path, where, "must be a mapping with username and password"))
             continue
         for extra in sorted(set(entry) - {"username", "password"}):
-            problems.append(Problem(shown, f"{where}.{extra}", "unknown key"))
+            problems.append(Problem(shown_path, f"{where}.{shown_key(extra)}", "unknown key"))
         username = entry.get("username")
-        if not isinstance(username, str) or not username:
-            problems.append(Problem(shown, f"{where}.username", "required, a non-empty string"))
+        if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+            problems.append(
+                Problem(shown_path, f"{where}.username", "required: 1-64 of A-Z a-z 0-9 . _ @ - (a BMC account name)")
+            )
+            username = None
         password = entry.get("password")
         if isinstance(password, dict) and set(password) == {"secure"} and is_ciphertext(password["secure"]):
             if isinstance(username, str) and username:
                 creds[str(pool)] = Credential(username, password["secure"])
         elif isinstance(password, dict) and "secure" in password:
-            problems.append(Problem(shown, f"{where}.password.secure", "not a Pulumi v1 ciphertext"))
+            problems.append(Problem(shown_path, f"{where}.password.secure", "not a Pulumi v1 ciphertext"))
         elif password is None:
-            problems.append(Problem(shown, f"{where}.password", "required key is missing"))
+            problems.append(Problem(shown_path, f"{where}.password", "required key is missing"))
         else:
             problems.append(
                 Problem(
-                    shown,
+                    shown_path,
                     f"{where}.password",
                     "[secrets.plaintext] plaintext credential: BMC passwords must be Pulumi secrets (secure: v1:...); "
                     "encrypt one with `aifactory secret encrypt`",
@@ -201,17 +343,33 @@ def _credentials(raw: Any, site: Site | None, shown: str) -> tuple[dict[str, Cre
     if site is not None:
         pools = {p.name for p in site.pools}
         for missing in sorted(pools - set(raw)):
-            problems.append(Problem(shown, f"{key}.{missing}", "no BMC credentials for this pool"))
+            problems.append(Problem(shown_path, f"{key}.{missing}", "no BMC credentials for this pool"))
         for unknown in sorted(set(map(str, raw)) - pools):
-            problems.append(Problem(shown, f"{key}.{unknown}", "credentials for a pool the site does not declare"))
+            problems.append(
+                Problem(shown_path, f"{key}.{shown_key(unknown)}", "credentials for a pool the site does not declare")
+            )
     return creds, problems
 
 
-def validation_problems(exc: ValidationError, shown: str, prefix: str) -> list[Problem]:
+_USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}", re.ASCII)
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_:-]{1,64}", re.ASCII)
+
+
+def shown_key(key: object) -> str:
+    """A mapping key as a field path shows it: plain keys as they are, anything else quoted and escaped."""
+    text = str(key)
+    return text if _PLAIN_KEY.fullmatch(text) else shown(text, 40)
+
+
+def validation_problems(exc: ValidationError, shown_path: str, prefix: str) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
-        path = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
-        problems.append(Problem(shown, path, _message(err)))
+        loc = tuple(err["loc"])
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, FieldError):
+            loc += error.loc
+        path = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{shown_key(p)}" for p in loc)
+        problems.append(Problem(shown_path, path, _message(err)))
     return problems
 
 
@@ -225,5 +383,5 @@ def _message(err: Any) -> str:
     if kind in {"value_error", "assertion_error"}:
         return msg
     value = err.get("input")
-    shown = repr(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
-    return f"{msg} (got {shown})"
+    got = shown(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    return f"{msg} (got {got})"
