@@ -237,8 +237,11 @@ def test_driver_below_the_toolkit_minimum_but_above_the_floor_is_a_warning():
 
 def test_end_of_life_branch_is_a_warning_dated_by_as_of():
     lab = load_stack(ROOT, "lab")
+
     def warned(as_of):
-        return [r.id for r in evaluate(lab, as_of=as_of) if r.severity is Severity.WARNING and r.id.startswith("compat")]
+        return [
+            r.id for r in evaluate(lab, as_of=as_of) if r.severity is Severity.WARNING and r.id.startswith("compat")
+        ]
 
     assert warned(date(2026, 7, 1)) == ["compat.driver-eol"]
     assert warned(date(2026, 6, 1)) == []
@@ -292,7 +295,9 @@ def test_two_countries_cannot_claim_the_same_zone_or_range():
 
 def test_a_site_may_skip_a_check_with_a_reason_but_never_residency_or_secrets():
     def skip(ids):
-        return lambda s: s.__setitem__("policies", {"skip": [{"id": i, "reason": "accepted by the board"} for i in ids]})
+        return lambda s: s.__setitem__(
+            "policies", {"skip": [{"id": i, "reason": "accepted by the board"} for i in ids]}
+        )
 
     eol = crafted("lab", skip(["compat.driver-eol"]))
     results = evaluate(eol, as_of=AS_OF)

@@ -47,7 +47,7 @@ class Inputs:
 
 def collect_inputs(root: Path, site: str, as_of: date, rev: str | None) -> Inputs:
     parts = {"stack": _sha(stack_path(root, site).read_bytes()), "as_of": as_of.isoformat()}
-    if rev:
+    if rev is not None:
         rel = stack_path(root, site).relative_to(root)
         sha = resolve_revision(root, rev, "--against")
         old = subprocess.run(["git", "-C", str(root), "show", f"{sha}:{rel}"], capture_output=True, check=False)
@@ -74,7 +74,9 @@ def report_context(root: Path, stack: Stack, as_of: date, rev: str | None) -> di
     site = stack.site
     stacks = [stack] + [load_stack(root, n) for n in list_stacks(root) if n != stack.name]
     results: list[Result] = evaluate_sites(stacks, only={stack.name}, as_of=as_of)
-    changes: list[Change] | None = diff_stacks(stack_at_revision(root, stack.name, rev), stack) if rev else None
+    changes: list[Change] | None = (
+        diff_stacks(stack_at_revision(root, stack.name, rev), stack) if rev is not None else None
+    )
     plan = run_plan(stack)
     inputs = collect_inputs(root, stack.name, as_of, rev)
     counts = {s.value: sum(1 for r in results if r.severity is s) for s in Severity}

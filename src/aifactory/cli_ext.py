@@ -238,11 +238,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
     root = _root(args)
     site_args([args.site] + ([args.other] if args.other else []))
-    if args.rev and args.other:
+    if args.rev is not None and args.other:
         raise ConfigError([Problem("diff", "", "give either a second site or --rev, not both")])
-    if not args.rev and not args.other:
+    if args.rev is None and not args.other:
         raise ConfigError([Problem("diff", "", "give a second site (diff A B) or a revision (diff SITE --rev REV)")])
-    if args.rev:
+    if args.rev is not None:
+        diff.resolve_revision(root, args.rev)
         a = diff.stack_at_revision(root, args.site, args.rev)
         b = load_stack(root, args.site)
         label_a, label_b = f"{args.site}@{args.rev}", args.site
@@ -300,6 +301,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError([Problem("--as-of", "", f"{shown(args.as_of)} is not a date (YYYY-MM-DD)")]) from None
     out = check_out_dir(Path(args.out))
+    if args.against is not None:
+        from .diff import resolve_revision
+
+        resolve_revision(root, args.against, "--against")
     if not args.even_if_failing:
         (stack,) = gated(root, [args.site])
         for path in write_report(root, stack, out, as_of, args.against):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -17,8 +18,10 @@ from .components.network import NetworkArgs, SiteNetwork
 from .components.nodes import DgxNodes, NodesArgs
 from .components.storage import SiteStorage, StorageArgs
 from .components.tenants import SiteTenants, TenantsArgs
+from .errors import ConfigError
 from .model import Site
-from .stackfile import CREDENTIALS_KEY, PROJECT, SITE_KEY, validation_problems
+from .policy import gate
+from .stackfile import CREDENTIALS_KEY, PROJECT, SITE_KEY, load_stack, project_root, validation_problems
 
 
 def outputs(site: Site) -> dict[str, Any]:
@@ -55,17 +58,34 @@ def build(site: Site, credentials: pulumi.Output[dict[str, Any]]) -> dict[str, A
     return outputs(site)
 
 
-def main() -> None:
-    config = pulumi.Config(PROJECT)
-    raw = config.require_object("site")
+def checked_site(root: Path, stack_name: str, raw: Any) -> Site:
+    """The site `pulumi up` may act on: the stack file loads, passes the policy gate, and is what Pulumi read.
+
+    The same loader and the same gate as every `aifactory` command, so `pulumi up -s za` cannot go
+    ahead with a stack that `aifactory validate za` refuses. Any refusal is a RunError listing the
+    findings, one per line, before a single resource is registered.
+    """
+    try:
+        stack = load_stack(root, stack_name)
+        gate([stack], root, warn=pulumi.log.warn)
+    except ConfigError as exc:
+        lines = "\n".join(str(p) for p in exc.problems)
+        raise pulumi.RunError(f"the stack does not pass aifactory's checks:\n{lines}") from None
     try:
         site = Site.model_validate(raw)
     except ValidationError as exc:
-        shown = f"stacks/Pulumi.{pulumi.get_stack()}.yaml"
-        lines = "\n".join(str(p) for p in validation_problems(exc, shown, SITE_KEY))
+        lines = "\n".join(str(p) for p in validation_problems(exc, stack.shown, SITE_KEY))
         raise pulumi.RunError(f"invalid site declaration:\n{lines}") from None
-    if site.code != pulumi.get_stack():
-        raise pulumi.RunError(f"{SITE_KEY}.code is '{site.code}' but the stack is '{pulumi.get_stack()}'")
+    if site.model_dump() != stack.site.model_dump():
+        raise pulumi.RunError(
+            f"the {SITE_KEY} config Pulumi passed differs from {stack.shown}: run from the checkout that holds it"
+        )
+    return site
+
+
+def main() -> None:
+    config = pulumi.Config(PROJECT)
+    site = checked_site(project_root(), pulumi.get_stack(), config.require_object("site"))
     credentials = config.require_secret_object(CREDENTIALS_KEY.split(":", 1)[1])
     for key, value in build(site, credentials).items():
         pulumi.export(key, value)

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError, OperationError, Problem
 from .model import Site
-from .stackfile import SITE_KEY, Stack, display
+from .stackfile import SITE_KEY, Stack, display, site_name_problem
 
 STATE_ROOT = Path(os.environ.get("AIFACTORY_STATE_DIR", "/var/lib/aifactory/testvm"))
 CACHE_ROOT = Path(os.environ.get("AIFACTORY_CACHE_DIR", "/var/cache/aifactory"))
@@ -97,6 +97,15 @@ class Layout:
 
     site: str
 
+    def __post_init__(self) -> None:
+        # The site code names a folder that `down` removes as root and a bridge it deletes: it is
+        # checked before either is touched, and the folder must sit directly in the state root.
+        problem = site_name_problem(self.site)
+        if problem:
+            raise ConfigError([Problem("--site", "", problem)])
+        if (STATE_ROOT / self.site).resolve().parent != STATE_ROOT.resolve():
+            raise ConfigError([Problem("--site", "", f"{self.site} does not name a folder in {STATE_ROOT}")])
+
     @property
     def dir(self) -> Path:
         return STATE_ROOT / self.site
@@ -122,7 +131,8 @@ class Layout:
 
     @property
     def bridge(self) -> str:
-        return f"af-{self.site}"[:15]
+        # Site codes are at most 12 characters: "af-" + code fits IFNAMSIZ and never collides.
+        return f"af-{self.site}"
 
 
 def plan_hosts(site: Site, shown: str) -> tuple[str, int, int, int]:
