@@ -143,6 +143,49 @@ def test_bootstrap_corrects_the_wrong_version_and_the_missing_library(stack, hos
     assert again.changed_total == 0
 
 
+def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path):
+    """The injection test on a real test host: a hostile but admitted stack, the real roles over SSH."""
+    from aifactory import inventory
+    from aifactory.policy import gate
+    from aifactory.stackfile import load_stack as load
+
+    from .test_injection import MARKER, hostile_lab
+
+    files = ["/etc/nccl.conf", "/etc/apt/sources.list.d/aifactory-debian.sources", "/etc/sysctl.d/90-aifactory-gpu.conf"]
+    count = "; ".join(f"wc -l < {f}" for f in files)
+    before = {n.hostname: ssh(n.hostname, count).stdout for n in stack.site.nodes}
+    root = tmp_path / "co"
+    root.mkdir()
+    for f in ("Pulumi.yaml", "ansible.cfg"):
+        shutil.copy(ROOT / f, root / f)
+    for d in ("stacks", "roles", "playbooks", "inventories"):
+        shutil.copytree(ROOT / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
+    doc, planted = hostile_lab()
+    import yaml
+
+    (root / "stacks" / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    hostile = load(root, SITE)
+    gate([hostile], root)
+    inventory.write(hostile, root)
+    MARKER.unlink(missing_ok=True)
+    ssh_all = [n.hostname for n in stack.site.nodes]
+    for h in ssh_all:
+        ssh(h, f"rm -f {MARKER}")
+
+    result = run_playbook(hostile, root, say=print, quiet=True)
+    assert not result.failed_hosts, result.artifacts
+    assert not MARKER.exists(), "a payload ran a command on the controller"
+    for h in ssh_all:
+        assert ssh(h, f"test -e {MARKER}").returncode != 0, f"a payload ran a command on {h}"
+        assert ssh(h, count).stdout == before[h], f"a rendered file on {h} gained or lost a line"
+        conf = ssh(h, "cat /etc/nccl.conf").stdout
+        assert f"# Site: {doc['config']['aifactory:site']['name']}\n" in conf  # the literal text, not evaluated
+    assert len(planted) >= 10
+    # The real stack puts everything back.
+    again = run_playbook(stack, ROOT, say=print, quiet=True)
+    assert not again.failed_hosts
+
+
 def test_down_after_a_crash_leaves_nothing(stack, hosts):
     layout = testvm.Layout(SITE)
     layout.state_file.unlink()  # as if `up` had died half-way

@@ -96,6 +96,7 @@ def group_vars_all(site: Site) -> dict[str, Any]:
     fabric = site.network.fabric
     out: dict[str, Any] = {
         "aifactory_site": site.code,
+        "aifactory_site_name": site.name,
         "aifactory_country": site.country,
         "aifactory_data_residency": site.jurisdiction.data_residency,
         "nvidia_base_debian_mirror": m.debian.url,
