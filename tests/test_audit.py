@@ -67,3 +67,15 @@ def test_audit_rejects_a_bad_date(cli, tmp_path):
     code, _, err = cli("audit", "eg", "--out", str(tmp_path), "--as-of", "yesterday")
     assert code == 2
     assert "error: --as-of: 'yesterday' is not a date (YYYY-MM-DD)" in err
+
+
+def test_markdown_escapes_what_a_stack_may_hold(workdir, cli, tmp_path, root):
+    shutil.copytree(root / "templates", workdir / "templates")
+    stack = workdir / "stacks" / "Pulumi.eg.yaml"
+    text = stack.read_text()
+    name = next(line for line in text.splitlines() if line.startswith("    name: "))
+    stack.write_text(text.replace(name, "    name: \"<script>alert(1)</script> | forged | cell\"", 1))
+    html, md = _audit(cli, workdir, tmp_path / "m")
+    assert "<script>" not in md and "<script>" not in html
+    assert "&lt;script&gt;" in md
+    assert "\\| forged \\| cell" in md

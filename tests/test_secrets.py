@@ -65,3 +65,60 @@ def test_secret_encrypt_with_wrong_passphrase_exits_2(cli, monkeypatch):
     code, out, err = cli("secret", "encrypt", "lab")
     assert code == 2
     assert err.strip() == "error: stacks/Pulumi.lab.yaml: encryptionsalt: incorrect passphrase"
+
+
+def test_no_repr_shows_key_material():
+    crypter = Crypter.from_state(LAB_PASSPHRASE, load_stack(ROOT, "lab").encryptionsalt)
+    assert crypter.key.hex() not in repr(crypter) and repr(crypter) == "Crypter(key=[secret])"
+
+
+def test_fake_and_truncated_ciphertexts_are_not_ciphertexts():
+    from aifactory.secrets import is_ciphertext, salt_problem
+
+    assert not is_ciphertext("v1:AAAA:AAAA")  # a 3-byte nonce, no tag
+    assert not is_ciphertext("v1:AAAAAAAAAAAAAAAA:AAAA")  # a 12-byte nonce but no 16-byte tag
+    assert not is_ciphertext("v1:Z05SFWJyVnPXAB79:jKXdv8Cc1kPCu34mxVZ4w6kMSMWMZWODHeBwR7+xpk8=\n")
+    assert is_ciphertext("v1:Z05SFWJyVnPXAB79:jKXdv8Cc1kPCu34mxVZ4w6kMSMWMZWODHeBwR7+xpk8=")
+    assert salt_problem("v1:AAAA:bad").startswith("malformed")
+    assert salt_problem(load_stack(ROOT, "lab").encryptionsalt) is None
+
+
+@pytest.mark.parametrize(
+    ("stdin", "words"),
+    [
+        (b"line one\nline two\n", "more than one line"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"\n", "no value to encrypt"),
+    ],
+)
+def test_secret_encrypt_refuses_what_it_cannot_take_whole(stdin, words, cli, monkeypatch):
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", LAB_PASSPHRASE)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    code, out, err = cli("secret", "encrypt", "lab")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: <stdin>: ") and words in err
+
+
+def test_secret_encrypt_errors_name_the_field(cli, workdir, monkeypatch, tmp_path):
+    bad = tmp_path / "pass"
+    bad.write_bytes(b"\xffnot-utf8")
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(bad))
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
+    code, _, err = cli("secret", "encrypt", "lab", root=workdir)
+    assert code == 2 and "encryptionsalt: the passphrase file is not UTF-8 text" in err
+    path = workdir / "stacks" / "Pulumi.lab.yaml"
+    text = path.read_text()
+    salt = next(line for line in text.splitlines() if line.startswith("encryptionsalt:"))
+    path.write_text(text.replace(salt, "encryptionsalt: v1:!!!:v1:x:y"))
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", LAB_PASSPHRASE)
+    code, _, err = cli("secret", "encrypt", "lab", root=workdir)
+    assert code == 2 and "error: stacks/Pulumi.lab.yaml: encryptionsalt: malformed" in err
+
+
+def test_secret_encrypt_refuses_the_lab_passphrase_for_a_country(cli, monkeypatch):
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", LAB_PASSPHRASE)
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
+    code, out, err = cli("secret", "encrypt", "za")
+    assert (code, out) == (2, "")
+    assert "refusing the public lab passphrase for site za" in err

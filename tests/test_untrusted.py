@@ -497,4 +497,11 @@ def test_pulumi_up_refuses_config_that_differs_from_the_stack_file(checkout, mon
 
 
 def test_pulumi_up_runs_on_a_stack_that_passes(monkeypatch):
-    _run_program(ROOT, monkeypatch)  # no RunError: the real lab stack passes the same gate
+    import pulumi
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[None]:
+        _run_program(ROOT, monkeypatch)  # no RunError: the real lab stack passes the same gate
+        return pulumi.Output.from_input(None)
+
+    program()  # waits for every registration the program made
