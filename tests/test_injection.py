@@ -83,12 +83,11 @@ def hostile_lab() -> tuple[dict[str, Any], list[tuple[tuple, str]]]:
             candidates = [original + p for p in URL_PAYLOADS]
         for payload in candidates:
             trial = copy.deepcopy(doc)
-            value = payload
-            _set(trial["config"]["aifactory:site"], path, value)
+            _set(trial["config"]["aifactory:site"], path, payload)
             if _admits(trial):
                 doc = trial
                 site = doc["config"]["aifactory:site"]
-                planted.append((path, value))
+                planted.append((path, payload))
                 break
     return doc, planted
 

@@ -243,7 +243,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.rev is None and not args.other:
         raise ConfigError([Problem("diff", "", "give a second site (diff A B) or a revision (diff SITE --rev REV)")])
     if args.rev is not None:
-        diff.resolve_revision(root, args.rev)
         a = diff.stack_at_revision(root, args.site, args.rev)
         b = load_stack(root, args.site)
         label_a, label_b = f"{args.site}@{args.rev}", args.site
@@ -305,19 +304,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from .diff import resolve_revision
 
         resolve_revision(root, args.against, "--against")
-    if not args.even_if_failing:
-        (stack,) = gated(root, [args.site])
-        for path in write_report(root, stack, out, as_of, args.against):
-            print(path)
-        return 0
-    # An auditor may want the record of a failing site: the report is written, the exit stays 2.
-    from .policy import gate
-    from .stackfile import load_stack
+    if args.even_if_failing:
+        # An auditor may want the record of a failing site: the report is written, the gate runs after.
+        from .stackfile import load_stack
 
-    stack = load_stack(root, site_args([args.site])[0])
+        stack = load_stack(root, site_args([args.site])[0])
+    else:
+        (stack,) = gated(root, [args.site])
     for path in write_report(root, stack, out, as_of, args.against):
         print(path)
-    gate([stack], root, as_of)
+    if args.even_if_failing:
+        from .policy import gate
+
+        gate([stack], root, as_of)
     return 0
 
 
