@@ -131,10 +131,6 @@ def normal_host(raw: str) -> str:
     return hostname(host)
 
 
-def host_or_ip(value: str) -> str:
-    return normal_host(value)
-
-
 def mac(value: str) -> str:
     value = value.lower()
     return _need(bool(_MAC.fullmatch(value)), value, "a MAC address (aa:bb:cc:dd:ee:ff)")

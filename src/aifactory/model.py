@@ -37,17 +37,11 @@ def _sku(value: str) -> str:
     return value
 
 
-def _suffix(value: str) -> str:
-    grammar.domain(value)
-    return value
-
-
 Country = Annotated[str, AfterValidator(_country)]
 DnsLabel = Annotated[str, AfterValidator(grammar.dns_label)]
 SiteCode = Annotated[str, AfterValidator(grammar.site_code)]
-HostName = Annotated[str, AfterValidator(grammar.hostname)]
-HostOrIp = Annotated[str, AfterValidator(grammar.host_or_ip)]
-DomainSuffix = Annotated[str, AfterValidator(_suffix)]
+HostOrIp = Annotated[str, AfterValidator(grammar.normal_host)]
+Domain = Annotated[str, AfterValidator(grammar.domain)]
 MacAddress = Annotated[str, AfterValidator(grammar.mac)]
 SkuName = Annotated[str, AfterValidator(_sku)]
 DriverVersion = Annotated[str, AfterValidator(grammar.dotted(3))]
@@ -99,7 +93,7 @@ class Strict(BaseModel):
 class InCountry(Strict):
     """What makes an endpoint in-country: proven from its name or address, never from a declared country."""
 
-    dns_suffixes: list[DomainSuffix] = Field(
+    dns_suffixes: list[Domain] = Field(
         min_length=1, max_length=64, description="DNS suffixes operated in the country, e.g. za.aifactory.internal"
     )
     networks: list[IPv4Network] = Field(
@@ -214,7 +208,7 @@ class Fabric(Strict):
 
 
 class Network(Strict):
-    domain: HostName = Field(description="DNS domain of the nodes")
+    domain: Domain = Field(description="DNS domain of the nodes")
     management: ManagementNetwork
     bmc: Subnet
     storage: Subnet
@@ -223,12 +217,6 @@ class Network(Strict):
     services: IPv4Network
     dns: list[IPv4Address] = Field(min_length=1, max_length=16)
     ntp: list[HostOrIp] = Field(min_length=1, max_length=16)
-
-    @model_validator(mode="after")
-    def _domain_has_two_labels(self) -> Network:
-        if "." not in self.domain:
-            raise FieldError(("domain",), f"{shown(self.domain)} is not a domain of at least two labels")
-        return self
 
 
 class Replication(Strict):
