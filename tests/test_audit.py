@@ -74,7 +74,7 @@ def test_markdown_escapes_what_a_stack_may_hold(workdir, cli, tmp_path, root):
     stack = workdir / "stacks" / "Pulumi.eg.yaml"
     text = stack.read_text()
     name = next(line for line in text.splitlines() if line.startswith("    name: "))
-    stack.write_text(text.replace(name, "    name: \"<script>alert(1)</script> | forged | cell\"", 1))
+    stack.write_text(text.replace(name, '    name: "<script>alert(1)</script> | forged | cell"', 1))
     html, md = _audit(cli, workdir, tmp_path / "m")
     assert "<script>" not in md and "<script>" not in html
     assert "&lt;script&gt;" in md

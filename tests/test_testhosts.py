@@ -151,7 +151,11 @@ def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path)
 
     from .test_injection import MARKER, hostile_lab
 
-    files = ["/etc/nccl.conf", "/etc/apt/sources.list.d/aifactory-debian.sources", "/etc/sysctl.d/90-aifactory-gpu.conf"]
+    files = [
+        "/etc/nccl.conf",
+        "/etc/apt/sources.list.d/aifactory-debian.sources",
+        "/etc/sysctl.d/90-aifactory-gpu.conf",
+    ]
     count = "; ".join(f"wc -l < {f}" for f in files)
     before = {n.hostname: ssh(n.hostname, count).stdout for n in stack.site.nodes}
     root = tmp_path / "co"

@@ -161,7 +161,11 @@ DOC_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("store-newline", at("storage.object_store.url", "http://172.29.0.1:9000\n"), S + "storage.object_store.url"),
     ("state-scheme", at("state_backend.url", "gs://bucket"), S + "state_backend.url"),
     # versions
-    ("driver-fullwidth", at("gpu_stack.driver", "\uff15\uff18\uff10.\uff19\uff15.\uff10\uff15"), S + "gpu_stack.driver"),
+    (
+        "driver-fullwidth",
+        at("gpu_stack.driver", "\uff15\uff18\uff10.\uff19\uff15.\uff10\uff15"),
+        S + "gpu_stack.driver",
+    ),
     ("driver-arabic-digits", at("gpu_stack.driver", "\u0665\u0663\u0665.261.03"), S + "gpu_stack.driver"),
     ("driver-newline", at("gpu_stack.driver", "535.261.03\n"), S + "gpu_stack.driver"),
     ("driver-glob", at("gpu_stack.driver", "535.*"), S + "gpu_stack.driver"),
@@ -337,7 +341,7 @@ def test_bad_bytes_are_refused_and_spare_the_other_sites(case, data, words, chec
     # A broken neighbour never breaks another site's commands.
     (checkout / "stacks" / "Pulumi.ma.yaml").write_bytes(data)
     code, out, err = cli("validate", "za", root=checkout)
-    assert (code, out.strip()) == (0, "za: ok"), err
+    assert (code, out.strip().splitlines()[-1]) == (0, "za: ok"), err
     code, out, err = cli("sites", root=checkout)
     assert code == 2
     assert "\nza " in out and "\nke " in out

@@ -105,7 +105,11 @@ def report_context(root: Path, stack: Stack, as_of: date, rev: str | None) -> di
             ("NCCL", g.nccl, f"built for CUDA {g.nccl_cuda}"),
             ("GPU operator chart", g.gpu_operator, "host driver owned by Ansible (driver.enabled: false)"),
             ("Network operator", g.network_operator, ""),
-            ("MIG", g.mig.strategy, f"default profile {g.mig.default_profile}"),
+            (
+                "MIG",
+                g.mig.strategy,
+                ", ".join(f"{p.name}: {p.mig_config}" for p in site.pools if p.mig_config) or "no pool configures MIG",
+            ),
         ],
         "results": results,
         "counts": counts,

@@ -30,6 +30,67 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class Port:
+    """One network port of a system, as the system's user guide names it."""
+
+    label: str  # the port's name on the chassis (OSFP4P2)
+    pci: str  # PCI bus address (0000:18:00.0)
+    rdma: str  # RDMA device (NCCL_IB_HCA, the RDMA device plugin)
+    netdev_ib: str  # netdev name with the port in InfiniBand mode
+    netdev_eth: str  # netdev name with the port in Ethernet (RoCE) mode
+    role: str  # compute | storage | in-band
+    gpu: int | None = None  # the GPU this compute port sits beside (rail order)
+
+    def netdev(self, fabric: str) -> str:
+        return self.netdev_ib if fabric == "infiniband" else self.netdev_eth
+
+
+@dataclass(frozen=True)
+class PortMap:
+    ports: tuple[Port, ...]
+    source: Source
+
+    @property
+    def compute(self) -> tuple[Port, ...]:
+        """Compute ports in rail order: rail N is the port beside GPU N."""
+        return tuple(sorted((p for p in self.ports if p.role == "compute"), key=lambda p: p.gpu or 0))
+
+
+_DGX_H100_PORTS_SOURCE = Source(
+    "NVIDIA DGX H100/H200 User Guide, Network Connections: Table 5 (Network Port Mapping: port, PCI bus, "
+    "default and optional netdev, RDMA device) and Table 6 (Network Modules: GPU beside each OSFP port)",
+    "https://docs.nvidia.com/dgx/dgxh100-user-guide/introduction-to-dgxh100.html#network-ports",
+)
+
+
+def _port(label: str, bus: str, rdma: str, names: tuple[str, str], role: str, *, gpu: int | None = None) -> Port:
+    return Port(label, f"0000:{bus}", rdma, names[0], names[1], role, gpu)
+
+
+# DGX H100 and DGX H200 share the chassis, the ports and the guide. The slot ports are dual-port
+# cards whose default personality differs per port (P1 InfiniBand, P2 Ethernet); both names are listed.
+DGX_H100_PORTS = PortMap(
+    (
+        _port("OSFP4P2", "18:00.0", "mlx5_0", ("ibp24s0", "enp24s0np0"), "compute", gpu=0),
+        _port("OSFP3P2", "40:00.0", "mlx5_3", ("ibp64s0", "enp64s0np0"), "compute", gpu=1),
+        _port("OSFP3P1", "4f:00.0", "mlx5_4", ("ibp79s0", "enp79s0np0"), "compute", gpu=2),
+        _port("OSFP4P1", "5e:00.0", "mlx5_5", ("ibp94s0", "enp94s0np0"), "compute", gpu=3),
+        _port("OSFP1P2", "9a:00.0", "mlx5_6", ("ibp154s0", "enp154s0np0"), "compute", gpu=4),
+        _port("OSFP2P2", "c0:00.0", "mlx5_9", ("ibp192s0", "enp192s0np0"), "compute", gpu=5),
+        _port("OSFP2P1", "ce:00.0", "mlx5_10", ("ibp206s0", "enp206s0np0"), "compute", gpu=6),
+        _port("OSFP1P1", "dc:00.0", "mlx5_11", ("ibp220s0", "enp220s0np0"), "compute", gpu=7),
+        _port("Slot1 P1", "aa:00.0", "mlx5_7", ("ibp170s0f0", "enp170s0f0np0"), "storage"),
+        _port("Slot1 P2", "aa:00.1", "mlx5_8", ("ibp170s0f1", "enp170s0f1np1"), "storage"),
+        _port("Slot2 P1", "29:00.0", "mlx5_1", ("ibp41s0f0", "enp41s0f0np0"), "storage"),
+        _port("Slot2 P2", "29:00.1", "mlx5_2", ("ibp41s0f1", "enp41s0f1np1"), "storage"),
+        _port("Slot3 P1", "82:00.0", "irdma0", ("", "ens6f0"), "in-band"),
+        _port("Slot3 P2", "82:00.1", "irdma1", ("", "ens6f1"), "in-band"),
+    ),
+    _DGX_H100_PORTS_SOURCE,
+)
+
+
+@dataclass(frozen=True)
 class Sku:
     name: str
     gpu_model: str
@@ -51,6 +112,13 @@ class Sku:
     # Single-node all_reduce_perf bus bandwidth an 8-GPU node must reach; None where no
     # public threshold exists (the check is then skipped with that reason).
     allreduce_busbw: Threshold | None = None
+    # NVLink generation: 5 (Blackwell) adds the NVLink subnet manager beside Fabric Manager.
+    nvlink_generation: int = 4
+    # The system's network ports; None where no NVIDIA source for them was available: such
+    # nodes get no rail resources and NCCL picks its HCAs itself (policy net.port-map says so).
+    ports: PortMap | None = None
+    # GPUDirect RDMA write bandwidth each compute HCA must reach (ib_write_bw --use_cuda).
+    gdr_write_gbps: Threshold | None = None
 
 
 _DGX_H100_GUIDE = Source(
@@ -63,6 +131,16 @@ _DGX_B200_GUIDE = Source(
 )
 _AZ_H100 = Source(
     "Azure/azurehpc-health-checks conf/nd96isr_h100_v5.conf (check_nccl_allreduce 460 GB/s at 16 GB)",
+    "https://github.com/Azure/azurehpc-health-checks",
+)
+_HGX_B200_SUPPORT = Source(
+    "NVIDIA GPU Operator documentation, Platform Support (NVIDIA/cloud-native-docs gpu-operator/"
+    "platform-support.rst): HGX B200 supported from driver 570.133.20",
+    "https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/platform-support.html",
+)
+_AZ_H100_GDR = Source(
+    "Azure/azurehpc-health-checks README, checks table: check_ib_bw_gdr 380 Gb/s per HCA on ND H100 v5 "
+    "(ib_write_bw with GPU memory, 400G NDR)",
     "https://github.com/Azure/azurehpc-health-checks",
 )
 _AZ_H200 = Source(
@@ -89,6 +167,8 @@ SKUS: dict[str, Sku] = {
         min_driver="520.61.05",
         source=_DGX_H100_GUIDE,
         allreduce_busbw=Threshold(460, "GB/s", _AZ_H100),
+        ports=DGX_H100_PORTS,
+        gdr_write_gbps=Threshold(380, "Gb/s", _AZ_H100_GDR),
     ),
     "dgx-h200": Sku(
         name="dgx-h200",
@@ -109,6 +189,7 @@ SKUS: dict[str, Sku] = {
         min_driver="550.54.14",
         source=_DGX_H100_GUIDE,
         allreduce_busbw=Threshold(431, "GB/s", _AZ_H200),
+        ports=DGX_H100_PORTS,
     ),
     "dgx-b200": Sku(
         name="dgx-b200",
@@ -124,11 +205,13 @@ SKUS: dict[str, Sku] = {
         nvlinks_per_gpu=18,
         power_kw=14.3,
         nvswitch=True,
-        # Blackwell (sm_100) first appears in CUDA 12.8, whose minimum driver is 570.26.
+        # Blackwell (sm_100) first appears in CUDA 12.8; NVIDIA supports HGX B200 from driver
+        # 570.133.20 on (GPU operator platform support), above CUDA 12.8's own floor of 570.26.
         min_cuda="12.8",
-        min_driver="570.26",
-        source=_DGX_B200_GUIDE,
+        min_driver="570.133.20",
+        source=_HGX_B200_SUPPORT,
         allreduce_busbw=None,
+        nvlink_generation=5,
     ),
 }
 
@@ -178,44 +261,94 @@ DRIVER_LIFECYCLE = Source(
     "NVIDIA Data Center Drivers, supported drivers and branch end of life",
     "https://docs.nvidia.com/datacenter/tesla/drivers/index.html",
 )
-# Long-term support branches and the month their support ends.
-DRIVER_BRANCH_EOL: dict[int, date] = {535: date(2026, 6, 30), 580: date(2028, 6, 30)}
+# Branches and the month their support ends. R535 and R580 are long-term support branches (dates
+# from the table). R570 was a production branch: one year of support from its first production
+# release (570.86.15, January 2025); the table of the R615 release no longer lists it.
+DRIVER_BRANCH_EOL: dict[int, date] = {535: date(2026, 6, 30), 570: date(2026, 1, 31), 580: date(2028, 6, 30)}
+
+GPU_OPERATOR_LIFECYCLE = Source(
+    "NVIDIA GPU Operator life cycle policy (NVIDIA/cloud-native-docs gpu-operator/life-cycle-policy.rst): "
+    "a major release is generally available, then in maintenance, then end of life; the table lists "
+    "25.10.x and older as end of support",
+    "https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/life-cycle-policy.html",
+)
+# GPU operator major releases past their end of support.
+GPU_OPERATOR_END_OF_SUPPORT: frozenset[str] = frozenset({"24.6", "24.9", "25.3", "25.10"})
+
+# NCCL detects the RoCE v2 GID itself from 2.21 on and warns when an index is forced
+# (NCCL 2.21 release notes, "Add support for IB_GID_INDEX auto-detection").
+NCCL_GID_AUTODETECT = "2.21.0"
 
 NETWORK_OPERATOR_RELEASE = Source(
-    "Mellanox/network-operator hack/release.yaml: component images tagged network-operator-v<release>",
+    "Mellanox/network-operator hack/release.yaml at each release tag (vendored in tests/fixtures/schemas)",
     "https://github.com/Mellanox/network-operator",
 )
 
-# gpu-operator chart value keys this project sets, checked against
-# NVIDIA/gpu-operator deployments/gpu-operator/values.yaml at v25.3.4 and v25.10.1
-# (node-feature-discovery.* against its subchart, charts/node-feature-discovery/values.yaml).
-GPU_OPERATOR_VALUE_KEYS: frozenset[str] = frozenset(
-    {
-        "cdi.enabled",
-        "nfd.enabled",
-        "operator.repository",
-        "operator.initContainer.repository",
-        "validator.repository",
-        "driver.enabled",
-        "toolkit.enabled",
-        "toolkit.repository",
-        "devicePlugin.enabled",
-        "devicePlugin.repository",
-        "dcgmExporter.enabled",
-        "dcgmExporter.repository",
-        "dcgmExporter.serviceMonitor.enabled",
-        "gfd.enabled",
-        "gfd.repository",
-        "migManager.enabled",
-        "migManager.repository",
-        "migManager.config.default",
-        "mig.strategy",
-        "gdrcopy.enabled",
-        "gdrcopy.repository",
-        "daemonsets.tolerations",
-        "node-feature-discovery.image.repository",
-    }
+
+@dataclass(frozen=True)
+class Image:
+    """An upstream image: registry path, name and tag. Mirrors keep the path below the registry host."""
+
+    repository: str
+    name: str
+    tag: str
+
+    def mirrored(self, registry: str) -> tuple[str, str]:
+        """(repository, tag) of this image in an in-country mirror registry."""
+        return f"{registry}/{self.repository.split('/', 1)[1]}", self.tag
+
+
+# NicClusterPolicy components this project deploys, per network operator release, as each
+# release's hack/release.yaml names them (tests/test_schemas.py checks every entry against it).
+NETWORK_OPERATOR_IMAGES: dict[str, dict[str, Image]] = {
+    "25.4.0": {
+        "rdmaSharedDevicePlugin": Image("ghcr.io/mellanox", "k8s-rdma-shared-dev-plugin", "v1.5.3"),
+        "cniPlugins": Image("ghcr.io/k8snetworkplumbingwg", "plugins", "v1.6.2-update.1"),
+        "multus": Image("ghcr.io/k8snetworkplumbingwg", "multus-cni", "v4.1.0"),
+        "ipoib": Image("ghcr.io/mellanox", "ipoib-cni", "v1.2.2"),
+        "nvIpam": Image("ghcr.io/mellanox", "nvidia-k8s-ipam", "v0.3.7"),
+    },
+    "25.7.0": {
+        "rdmaSharedDevicePlugin": Image(
+            "nvcr.io/nvidia/mellanox", "k8s-rdma-shared-dev-plugin", "network-operator-v25.7.0"
+        ),
+        "cniPlugins": Image("nvcr.io/nvidia/mellanox", "plugins", "network-operator-v25.7.0"),
+        "multus": Image("nvcr.io/nvidia/mellanox", "multus-cni", "network-operator-v25.7.0"),
+        "ipoib": Image("nvcr.io/nvidia/mellanox", "ipoib-cni", "network-operator-v25.7.0"),
+        "nvIpam": Image("nvcr.io/nvidia/mellanox", "nvidia-k8s-ipam", "network-operator-v25.7.0"),
+    },
+}
+# hack/release.yaml key of each NicClusterPolicy component above.
+NETWORK_OPERATOR_RELEASE_KEYS: dict[str, str] = {
+    "rdmaSharedDevicePlugin": "RdmaSharedDevicePlugin",
+    "cniPlugins": "CniPlugins",
+    "multus": "Multus",
+    "ipoib": "Ipoib",
+    "nvIpam": "nvIpam",
+}
+
+GPU_OPERATOR_VALUES = Source(
+    "NVIDIA/gpu-operator deployments/gpu-operator/values.yaml at each chart tag (vendored in tests/fixtures/schemas)",
+    "https://github.com/NVIDIA/gpu-operator",
 )
+# Upstream repository of each gpu-operator component this project overrides, per chart release.
+# The mirror keeps the path below nvcr.io (tests/test_schemas.py checks each against values.yaml).
+_GPU_OPERATOR_25_3_REPOSITORIES = {
+    "operator": "nvcr.io/nvidia",
+    "operator.initContainer": "nvcr.io/nvidia",
+    "validator": "nvcr.io/nvidia/cloud-native",
+    "toolkit": "nvcr.io/nvidia/k8s",
+    "devicePlugin": "nvcr.io/nvidia",
+    "dcgmExporter": "nvcr.io/nvidia/k8s",
+    "gfd": "nvcr.io/nvidia",
+    "migManager": "nvcr.io/nvidia/cloud-native",
+    "node-feature-discovery.image": "registry.k8s.io/nfd/node-feature-discovery",
+}
+GPU_OPERATOR_REPOSITORIES: dict[str, dict[str, str]] = {
+    "v25.3.4": _GPU_OPERATOR_25_3_REPOSITORIES,
+    # 25.10 ships the validator in the operator image, under nvcr.io/nvidia.
+    "v25.10.1": {**_GPU_OPERATOR_25_3_REPOSITORIES, "validator": "nvcr.io/nvidia"},
+}
 
 
 @dataclass(frozen=True)
@@ -240,3 +373,11 @@ class Version:
 
 def known_skus() -> str:
     return ", ".join(sorted(SKUS))
+
+
+# BareMetalHosts are written for this release of Metal3's baremetal-operator; its CRD schema is
+# vendored under tests/fixtures/schemas and every planned host is validated against it.
+METAL3_BAREMETAL_OPERATOR = "v0.9.3"
+# Kubernetes minor releases the core objects are validated against (kubernetes-validate, strict):
+# ValidatingAdmissionPolicy is GA from 1.30; the GPU operator's 25.x platform support runs to 1.34.
+KUBERNETES_VERSIONS: tuple[str, ...] = ("1.30.0", "1.34.0")

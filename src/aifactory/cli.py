@@ -104,6 +104,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     (stack,) = gated(root_of(args), [args.site])
     plan = run_plan(stack)
+    if args.manifests:
+        from . import manifests
+
+        for path in manifests.write(plan, args.manifests):
+            print(f"wrote {path}", file=sys.stderr)
     sys.stdout.write(render_json(plan) if args.json else render_text(plan, show_inputs=args.inputs))
     return 0
 
@@ -178,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("site", metavar="SITE")
     p.add_argument("--json", action="store_true", help="machine-readable plan")
     p.add_argument("--inputs", action="store_true", help="text mode: print each resource's inputs too")
+    p.add_argument(
+        "--manifests",
+        type=Path,
+        metavar="DIR",
+        help="also write the Kubernetes objects (DIR/SITE.yaml) and Helm values for any validator to read",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("secret", help="encrypt a value for a stack file (Pulumi passphrase provider)")

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from . import labels
 from .catalog import SKUS
 from .fsutil import write_atomic
 from .model import Site
@@ -66,6 +67,9 @@ def hosts(site: Site) -> dict[str, Any]:
             "aifactory_bmc_address": str(n.bmc_ip),
             "aifactory_boot_mac": n.mac,
             "aifactory_storage_ip": str(n.storage_ip),
+            # Kubespray passes these to the kubelet (--node-labels) when the node joins: the
+            # IPPools, rail resources and MIG manager select Nodes by them (labels.node_labels).
+            "node_labels": labels.node_labels(site, n),
         }
         for n in site.nodes
     }
@@ -107,21 +111,32 @@ def group_vars_all(site: Site) -> dict[str, Any]:
         "cuda_toolkit_version": g.cuda,
         "nccl_package_version": g.nccl,
         "nccl_artifacts_url": m.artifacts.url,
-        "nccl_ib_hca": [r.hca for r in fabric.rails],
         "nccl_socket_ifname": site.network.management.interface,
+        "rdma_fabric": fabric.type,
     }
-    if fabric.type == "roce":
+    if fabric.type == "roce" and fabric.roce_gid_index is not None:
         out["nccl_ib_gid_index"] = fabric.roce_gid_index
     return out
 
 
-def group_vars_sku(sku_name: str) -> dict[str, Any]:
+def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
+    """Facts of the SKU from the catalog, and the rails on its ports (catalog port map, site's rails)."""
     sku = SKUS[sku_name]
+    ports = site.rail_ports(sku_name)
+    fabric = site.network.fabric
+    rails = [
+        {"name": rail.name, "rdma": port.rdma, "netdev": port.netdev(fabric.type), "pci": port.pci}
+        for rail, port in zip(fabric.rails, ports or (), strict=False)
+    ]
     return {
         "aifactory_gpu_model": sku.gpu_model,
         "aifactory_gpu_count": sku.gpu_count,
         "aifactory_compute_nics": sku.compute_nics,
         "nvidia_driver_fabric_manager": sku.nvswitch,
+        "nvidia_driver_nvlink5": sku.nvlink_generation >= 5,
+        # Empty where the catalog has no port map for the SKU: NCCL then picks its HCAs itself.
+        "nccl_ib_hca": [r["rdma"] for r in rails],
+        "rdma_rails": rails,
     }
 
 
@@ -143,7 +158,7 @@ def render(stack: Stack, root: Path) -> list[Rendered]:
         Rendered(base / "group_vars" / "all.yml", doc(group_vars_all(stack.site))),
     ]
     for sku in sorted({p.sku for p in stack.site.pools}):
-        files.append(Rendered(base / "group_vars" / f"sku_{_group(sku)}.yml", doc(group_vars_sku(sku))))
+        files.append(Rendered(base / "group_vars" / f"sku_{_group(sku)}.yml", doc(group_vars_sku(stack.site, sku))))
     return files
 
 

@@ -1,5 +1,12 @@
 """Kubernetes label keys this project puts on what it creates (one place, read by all)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import NodeView, Site
+
 PREFIX = "aifactory.io"
 SITE = f"{PREFIX}/site"
 POOL = f"{PREFIX}/pool"
@@ -14,3 +21,30 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 
 # NVIDIA's reference architecture groups DGX nodes into scalable units of 32 behind one rail leaf set.
 SCALABLE_UNIT_NODES = 32
+# The GPU operator's MIG manager applies the MIG configuration named by this node label
+# (gpu-operator ClusterPolicy, migManager.config.default: "when there is no config specified with
+# the node label nvidia.com/mig.config").
+MIG_CONFIG = "nvidia.com/mig.config"
+
+
+def node_labels(site: Site, node: NodeView) -> dict[str, str]:
+    """Labels of a node, on its BareMetalHost and on its Kubernetes Node.
+
+    The Node gets them from the kubelet: the inventory gives each host Kubespray's `node_labels`,
+    which Kubespray passes to the kubelet as --node-labels when it joins the node. The IPPools and
+    the rail resources select nodes by SITE and SKU; MIG_CONFIG is set where the pool asks for MIG.
+    """
+    fabric = site.network.fabric
+    out = {
+        SITE: site.code,
+        POOL: node.pool,
+        SKU: node.sku,
+        JURISDICTION: site.jurisdiction.data_residency,
+        FABRIC: fabric.type,
+        RAIL_COUNT: str(len(fabric.rails)),
+        SCALABLE_UNIT: f"su{(node.index - 1) // SCALABLE_UNIT_NODES + 1}",
+    }
+    mig = site.pool(node.pool).mig_config
+    if mig:
+        out[MIG_CONFIG] = mig
+    return out

@@ -12,6 +12,7 @@ policies in :mod:`aifactory.policy`, so that they carry ids and severities.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from . import grammar
-from .catalog import SKUS, Sku, Version, known_skus
+from .catalog import GPU_OPERATOR_REPOSITORIES, NETWORK_OPERATOR_IMAGES, SKUS, Port, Sku, Version, known_skus
 from .grammar import FieldError, shown
 from .iso3166 import COUNTRY_CODES
 
@@ -68,11 +69,29 @@ NcclVersion = Annotated[
         )
     ),
 ]
+
+
+def _catalogued(known: Mapping[str, object], what: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in known:
+            raise ValueError(
+                f"{what} {shown(value)} is not one this project has checked against its upstream "
+                f"release files; checked: {', '.join(known)}"
+            )
+        return value
+
+    return check
+
+
 ChartVersion = Annotated[
-    str, AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)"))
+    str,
+    AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)")),
+    AfterValidator(_catalogued(GPU_OPERATOR_REPOSITORIES, "gpu-operator chart")),
 ]
 OperatorVersion = Annotated[
-    str, AfterValidator(grammar.pattern(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a version (X.Y.Z)"))
+    str,
+    AfterValidator(grammar.pattern(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a version (X.Y.Z)")),
+    AfterValidator(_catalogued(NETWORK_OPERATOR_IMAGES, "network operator release")),
 ]
 MigProfile = Annotated[
     str, AfterValidator(grammar.pattern(r"[a-z0-9](?:[a-z0-9.-]{0,61}[a-z0-9])?", "a MIG configuration name"))
@@ -166,6 +185,10 @@ class NodePool(Strict):
         description="Host number of the pool's first node; a node has the same host number on every network",
     )
     nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES_PER_POOL)
+    mig_config: MigProfile | None = Field(
+        default=None,
+        description="MIG configuration of this pool's nodes (node label nvidia.com/mig.config); unset: MIG off",
+    )
 
     @property
     def count(self) -> int:
@@ -190,9 +213,9 @@ class ManagementNetwork(Subnet):
 
 
 class Rail(Strict):
+    """One compute rail: rail N runs over the compute port beside GPU N (the SKU's port map in the catalog)."""
+
     name: DnsLabel
-    hca: RdmaDevice = Field(description="RDMA device of this rail (NCCL_IB_HCA)")
-    interface: IfName = Field(description="Netdev of this rail on every node")
     cidr: IPv4Network = Field(description="Pod address pool of this rail (nv-ipam)")
 
 
@@ -203,7 +226,12 @@ class Fabric(Strict):
     per_node_block: int = Field(
         default=16, ge=2, le=65536, description="Pod addresses each node takes from a rail pool"
     )
-    roce_gid_index: int = Field(default=3, ge=0, le=255, description="RoCE v2 GID index (NCCL_IB_GID_INDEX); RoCE only")
+    roce_gid_index: int | None = Field(
+        default=None,
+        ge=0,
+        le=255,
+        description="RoCE only: force NCCL_IB_GID_INDEX; unset lets NCCL (>= 2.21) find the RoCE v2 GID itself",
+    )
     rails: list[Rail] = Field(min_length=1, max_length=64)
 
 
@@ -260,8 +288,9 @@ class StateBackend(Strict):
 
 
 class Mig(Strict):
+    """How MIG devices are exposed (GPU operator mig.strategy); each pool chooses its profile (mig_config)."""
+
     strategy: Literal["none", "single", "mixed"] = "none"
-    default_profile: MigProfile = "all-disabled"
 
 
 class GpuStack(Strict):
@@ -408,6 +437,29 @@ class Site(Strict):
 
     def pool(self, name: str) -> NodePool:
         return next(p for p in self.pools if p.name == name)
+
+    def rail_ports(self, sku: str) -> tuple[Port, ...] | None:
+        """The compute ports the rails run over on nodes of this SKU (rail N: the port beside GPU N).
+
+        None where the catalog has no port map for the SKU (policy net.port-map reports it).
+        """
+        ports = SKUS[sku].ports
+        return None if ports is None else ports.compute[: len(self.network.fabric.rails)]
+
+    @property
+    def rail_skus(self) -> list[str]:
+        """SKUs in this site whose rails are known from the catalog, in pool order."""
+        return list(dict.fromkeys(p.sku for p in self.pools if p.spec.ports is not None))
+
+
+def ipam_blocks(cidr: IPv4Network, block: int) -> int:
+    """Per-node blocks nv-ipam can hand out from a rail pool.
+
+    Its allocator starts at network+1 and refuses a block that would end on the broadcast address
+    (Mellanox/nvidia-k8s-ipam pkg/ipam-controller/allocator/allocator.go), so a /23 with 16 per
+    node holds 31 blocks, not 32.
+    """
+    return max(0, (cidr.num_addresses - 2) // block)
 
 
 class NodeView(BaseModel):

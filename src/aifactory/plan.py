@@ -107,7 +107,7 @@ def _value(v: struct_pb2.Value) -> Any:
         if _SIG_KEY in fields:
             sig = fields[_SIG_KEY].string_value
             if sig == _SIG_SECRET:
-                return SECRET
+                return _masked(_value(fields["value"])) if "value" in fields else SECRET
             if sig == _SIG_RESOURCE:
                 return fields["urn"].string_value
         return _struct(v.struct_value)
@@ -121,6 +121,15 @@ def _value(v: struct_pb2.Value) -> Any:
     if kind == "bool_value":
         return v.bool_value
     return None
+
+
+def _masked(value: Any) -> Any:
+    """A secret value with its shape kept and every leaf masked: a Secret's keys are not secret, its values are."""
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return SECRET
 
 
 def _struct(s: struct_pb2.Struct) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from . import catalog, grammar
-from .catalog import Version
+from .catalog import SKUS, Version
 from .errors import ConfigError, Problem
 from .grammar import shown
-from .model import Site
+from .model import Site, ipam_blocks
 from .secrets import read_passphrase_file, verifies
 from .stackfile import CREDENTIALS_KEY, SITE_KEY, Stack, load_neighbours
 
@@ -329,6 +329,14 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
             "gpu_stack.gpu_operator",
             f"{g.gpu_operator} supports R{g.driver_branch}",
         )
+    if g.operator_release in catalog.GPU_OPERATOR_END_OF_SUPPORT:
+        yield _r(
+            "compat.operator-eol",
+            Severity.WARNING,
+            site,
+            "gpu_stack.gpu_operator",
+            f"gpu-operator {g.operator_release}.x is past its end of support ({catalog.GPU_OPERATOR_LIFECYCLE})",
+        )
     eol = catalog.DRIVER_BRANCH_EOL.get(g.driver_branch)
     if eol and eol < as_of:
         yield _r(
@@ -392,15 +400,16 @@ def check_network(site: Site) -> Iterator[Result]:
             )
     nodes = site.node_total
     for i, rail in enumerate(n.fabric.rails):
-        need = nodes * n.fabric.per_node_block
-        if rail.cidr.num_addresses < need:
+        blocks = ipam_blocks(rail.cidr, n.fabric.per_node_block)
+        if blocks < nodes:
             yield _r(
                 "net.capacity",
                 Severity.ERROR,
                 site,
                 f"network.fabric.rails[{i}].cidr",
-                f"{rail.cidr} has {rail.cidr.num_addresses} addresses; {nodes} nodes x "
-                f"{n.fabric.per_node_block} per node need {need}",
+                f"{rail.cidr} holds {blocks} blocks of {n.fabric.per_node_block} for {nodes} nodes: nv-ipam "
+                "starts at network+1 and no block may end on the broadcast address "
+                "(Mellanox/nvidia-k8s-ipam allocator)",
             )
     pod_blocks = 2 ** max(0, 24 - n.pods.prefixlen)
     if pod_blocks < nodes:
@@ -423,6 +432,26 @@ def check_network(site: Site) -> Iterator[Result]:
             )
         else:
             yield _r("net.rails", Severity.INFO, site, f"pools[{i}]", f"{pool.spec.compute_nics} NICs, one rail each")
+    yield from _check_ports(site)
+    if n.fabric.roce_gid_index is not None:
+        if n.fabric.type != "roce":
+            yield _r(
+                "net.gid-index",
+                Severity.ERROR,
+                site,
+                "network.fabric.roce_gid_index",
+                "a RoCE GID index on an InfiniBand fabric: NCCL would use it against the IB ports",
+            )
+        elif Version.parse(catalog.NCCL_GID_AUTODETECT) <= Version.parse(site.gpu_stack.nccl_version):
+            yield _r(
+                "net.gid-index",
+                Severity.WARNING,
+                site,
+                "network.fabric.roce_gid_index",
+                f"NCCL {site.gpu_stack.nccl_version} finds the RoCE v2 GID itself (from "
+                f"{catalog.NCCL_GID_AUTODETECT}) and warns about a forced index: leave it unset unless the "
+                "fabric needs a specific one",
+            )
     for i, pool in enumerate(site.pools):
         lo, hi = pool.ip_offset, pool.ip_offset + pool.count - 1
         for j, other in enumerate(site.pools[:i]):
@@ -452,6 +481,43 @@ def check_network(site: Site) -> Iterator[Result]:
                 if value in seen:
                     yield _r("net.unique", Severity.ERROR, site, f"{path}.{key}", f"{value} is also {seen[value]}")
                 seen[value] = path
+
+
+def _check_ports(site: Site) -> Iterator[Result]:
+    """Rails run over the compute ports the catalog knows for each SKU, with NVIDIA's names."""
+    fabric = site.network.fabric.type
+    maps: dict[tuple[str, ...], str] = {}
+    for i, pool in enumerate(site.pools):
+        ports = site.rail_ports(pool.sku)
+        if ports is None:
+            yield _r(
+                "net.port-map",
+                Severity.WARNING,
+                site,
+                f"pools[{i}].sku",
+                f"the catalog has no port map for {pool.sku} (no NVIDIA source for its port names was "
+                "available): its nodes get no rail resources and NCCL picks its HCAs itself; add the map "
+                "to catalog.py with its source",
+            )
+            continue
+        names = tuple(p.netdev(fabric) for p in ports)
+        maps.setdefault(names, pool.sku)
+        yield _r(
+            "net.port-map",
+            Severity.INFO,
+            site,
+            f"pools[{i}].sku",
+            f"rails on {', '.join(f'{p.rdma}/{p.netdev(fabric)}' for p in ports)} ({SKUS[pool.sku].ports.source})",  # type: ignore[union-attr]
+        )
+    if len(maps) > 1:
+        yield _r(
+            "net.port-map",
+            Severity.ERROR,
+            site,
+            "pools",
+            f"SKUs {', '.join(maps.values())} name their rail ports differently; one NetworkAttachmentDefinition "
+            "per rail cannot serve both: split them into sites or extend the network component",
+        )
 
 
 def check_cross_site(stacks: Iterable[Stack], only: set[str]) -> Iterator[Result]:
@@ -617,6 +683,7 @@ REGISTRY: dict[str, Policy] = {
                 "compat.nccl-cuda",
                 "compat.operator-driver",
                 "compat.driver-eol",
+                "compat.operator-eol",
             ),
             lambda s: check_versions(s.stack.site, s.as_of),
         ),
@@ -624,7 +691,17 @@ REGISTRY: dict[str, Policy] = {
             "net",
             "Network plan: no overlaps, enough addresses, one rail per NIC, unique BMCs and MACs",
             "site",
-            ("net.overlap", "net.capacity", "net.gateway", "net.rails", "net.pool-ranges", "net.bmc", "net.unique"),
+            (
+                "net.overlap",
+                "net.capacity",
+                "net.gateway",
+                "net.rails",
+                "net.port-map",
+                "net.gid-index",
+                "net.pool-ranges",
+                "net.bmc",
+                "net.unique",
+            ),
             lambda s: check_network(s.stack.site),
         ),
         Policy(

@@ -9,34 +9,49 @@ import pulumi
 from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.helm.v3 import Release
 
-from .. import labels
+from .. import catalog, labels
 from ..model import Site
+
+# MIG configuration of a node without the nvidia.com/mig.config label; the ClusterPolicy CRD
+# admits only this or "" (gpu-operator crds/nvidia.com_clusterpolicies.yaml, migManager.config.default).
+MIG_DEFAULT = "all-disabled"
+
+
+def mirrored(site: Site, component: str) -> str:
+    """The in-country repository of a chart component: the upstream path below the registry host."""
+    upstream = catalog.GPU_OPERATOR_REPOSITORIES[site.gpu_stack.gpu_operator][component]
+    return f"{site.mirrors.containers.host}/{upstream.split('/', 1)[1]}"
 
 
 def gpu_operator_values(site: Site) -> dict[str, Any]:
-    """Chart values derived from the site; every key is in catalog.GPU_OPERATOR_VALUE_KEYS.
+    """Chart values derived from the site; tests/test_schemas.py checks them against the pinned chart.
 
     The host driver is Ansible's (roles/nvidia_driver), so the operator must not install one.
-    Every image comes from the site's in-country registry mirror.
+    Every image comes from the site's in-country registry mirror, under its upstream path.
+    MIG profiles are per pool, through the node label nvidia.com/mig.config (inventory node_labels).
     """
-    reg = site.mirrors.containers.host
     mig = site.gpu_stack.mig
+
+    def repo(component: str) -> dict[str, str]:
+        return {"repository": mirrored(site, component)}
+
     return {
         "cdi": {"enabled": True},
         "nfd": {"enabled": True},
-        "node-feature-discovery": {"image": {"repository": f"{reg}/nfd/node-feature-discovery"}},
-        "operator": {"repository": f"{reg}/nvidia", "initContainer": {"repository": f"{reg}/nvidia"}},
-        "validator": {"repository": f"{reg}/nvidia"},
+        "node-feature-discovery": {"image": repo("node-feature-discovery.image")},
+        "operator": {**repo("operator"), "initContainer": repo("operator.initContainer")},
+        "validator": repo("validator"),
         "driver": {"enabled": False},
-        "toolkit": {"enabled": True, "repository": f"{reg}/nvidia/k8s"},
-        "devicePlugin": {"enabled": True, "repository": f"{reg}/nvidia"},
-        "dcgmExporter": {"enabled": True, "repository": f"{reg}/nvidia/k8s", "serviceMonitor": {"enabled": True}},
-        "gfd": {"enabled": True, "repository": f"{reg}/nvidia"},
+        "toolkit": {"enabled": True, **repo("toolkit")},
+        "devicePlugin": {"enabled": True, **repo("devicePlugin")},
+        # No ServiceMonitor: it needs the Prometheus Operator's CRDs, which a site may not run.
+        "dcgmExporter": {"enabled": True, **repo("dcgmExporter"), "serviceMonitor": {"enabled": False}},
+        "gfd": {"enabled": True, **repo("gfd")},
         "mig": {"strategy": mig.strategy},
         "migManager": {
             "enabled": mig.strategy != "none",
-            "repository": f"{reg}/nvidia/cloud-native",
-            "config": {"default": mig.default_profile},
+            **repo("migManager"),
+            "config": {"default": MIG_DEFAULT},
         },
         "daemonsets": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
     }

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 
-from .. import labels
+from .. import catalog, labels
 from ..model import Rail, Site
 
 
@@ -26,44 +28,89 @@ def rail_resource_name(rail: Rail) -> str:
     return f"rdma_{rail.name.replace('-', '_')}"
 
 
+def rail_netdevs(site: Site, index: int) -> list[str]:
+    """The netdev of rail `index` on every SKU of the site whose port map the catalog has."""
+    fabric = site.network.fabric.type
+    names = []
+    for sku in site.rail_skus:
+        ports = site.rail_ports(sku)
+        if ports is not None and index < len(ports):
+            names.append(ports[index].netdev(fabric))
+    return list(dict.fromkeys(names))
+
+
+def image(site: Site, component: str) -> dict[str, str]:
+    """A NicClusterPolicy image block: the release's own image, pulled from the in-country mirror."""
+    upstream = catalog.NETWORK_OPERATOR_IMAGES[site.gpu_stack.network_operator][component]
+    repository, tag = upstream.mirrored(site.mirrors.containers.host)
+    return {"image": upstream.name, "repository": repository, "version": tag}
+
+
 def nic_cluster_policy_spec(site: Site) -> dict[str, Any]:
-    """NicClusterPolicy for a host-owned NIC driver (DGX OS / Ansible ship DOCA-OFED)."""
+    """NicClusterPolicy for a host-owned NIC driver: roles/rdma installs DOCA-OFED (or rdma-core) on the node."""
     fabric = site.network.fabric
-    repo = f"{site.mirrors.containers.host}/mellanox"
-    tag = f"network-operator-v{site.gpu_stack.network_operator}"
-
-    def image(name: str) -> dict[str, str]:
-        return {"image": name, "repository": repo, "version": tag}
-
     rdma_config = {
         "configList": [
             {
                 "resourceName": rail_resource_name(rail),
                 "rdmaHcaMax": 63,
-                "selectors": {"ifNames": [rail.interface]},
+                "selectors": {"ifNames": rail_netdevs(site, i)},
             }
-            for rail in fabric.rails
+            for i, rail in enumerate(fabric.rails)
+            if rail_netdevs(site, i)
         ]
     }
-    secondary: dict[str, Any] = {"cniPlugins": image("plugins"), "multus": image("multus-cni")}
+    secondary: dict[str, Any] = {"cniPlugins": image(site, "cniPlugins"), "multus": image(site, "multus")}
     if fabric.type == "infiniband":
-        secondary["ipoib"] = image("ipoib-cni")
+        secondary["ipoib"] = image(site, "ipoib")
     return {
-        "rdmaSharedDevicePlugin": {**image("k8s-rdma-shared-dev-plugin"), "config": json.dumps(rdma_config)},
+        "rdmaSharedDevicePlugin": {**image(site, "rdmaSharedDevicePlugin"), "config": json.dumps(rdma_config)},
         "secondaryNetwork": secondary,
-        "nvIpam": {**image("nvidia-k8s-ipam"), "enableWebhook": False},
+        "nvIpam": {**image(site, "nvIpam"), "enableWebhook": False},
     }
 
 
-def attachment_config(site: Site, rail: Rail) -> dict[str, Any]:
+def attachment_config(site: Site, rail: Rail, master: str) -> dict[str, Any]:
     """CNI config of one rail: IPoIB on InfiniBand, macvlan on RoCE, addresses from nv-ipam."""
     fabric = site.network.fabric
     ipam = {"type": "nv-ipam", "poolName": rail.name}
     if fabric.type == "infiniband":
-        plugin: dict[str, Any] = {"type": "ipoib", "master": rail.interface}
+        plugin: dict[str, Any] = {"type": "ipoib", "master": master}
     else:
-        plugin = {"type": "macvlan", "master": rail.interface, "mode": "bridge", "mtu": fabric.mtu}
+        plugin = {"type": "macvlan", "master": master, "mode": "bridge", "mtu": fabric.mtu}
     return {"cniVersion": "0.4.0", "name": rail.name, **plugin, "ipam": ipam}
+
+
+def rail_node_selector(site: Site) -> dict[str, Any]:
+    """Nodes of this site whose SKU has the rails (labels set by Kubespray's node_labels, see inventory)."""
+    return {
+        "nodeSelectorTerms": [
+            {
+                "matchExpressions": [
+                    {"key": labels.SITE, "operator": "In", "values": [site.code]},
+                    {"key": labels.SKU, "operator": "In", "values": site.rail_skus},
+                ]
+            }
+        ]
+    }
+
+
+def tenant_egress(site: Site) -> list[dict[str, Any]]:
+    """What a tenant pod may reach beyond its namespace: cluster DNS, and the in-country object store."""
+    store = urlsplit(site.storage.object_store.url)
+    port = store.port or (443 if store.scheme == "https" else 80)
+    dns = {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    # The store's gateways answer on the site's storage network (or, in the lab, on its address).
+    host = store.hostname or ""
+    try:
+        block = f"{IPv4Address(host)}/32"
+    except ValueError:
+        block = str(site.network.storage.cidr)
+    s3 = {"to": [{"ipBlock": {"cidr": block}}], "ports": [{"protocol": "TCP", "port": port}]}
+    return [{"to": [{"podSelector": {}}]}, dns, s3]
 
 
 class SiteNetwork(pulumi.ComponentResource):
@@ -80,7 +127,11 @@ class SiteNetwork(pulumi.ComponentResource):
             opts=child,
         )
         after_policy = pulumi.ResourceOptions(parent=self, depends_on=[policy])
-        for rail in site.network.fabric.rails:
+        for i, rail in enumerate(site.network.fabric.rails):
+            masters = rail_netdevs(site, i)
+            if len(masters) != 1:
+                # No port map (net.port-map warns) or SKUs that disagree (net.port-map refuses).
+                continue
             CustomResource(
                 f"ippool-{rail.name}",
                 api_version="nv-ipam.nvidia.com/v1alpha1",
@@ -89,11 +140,7 @@ class SiteNetwork(pulumi.ComponentResource):
                 spec={
                     "subnet": str(rail.cidr),
                     "perNodeBlockSize": site.network.fabric.per_node_block,
-                    "nodeSelector": {
-                        "nodeSelectorTerms": [
-                            {"matchExpressions": [{"key": labels.SITE, "operator": "In", "values": [site.code]}]}
-                        ]
-                    },
+                    "nodeSelector": rail_node_selector(site),
                 },
                 opts=after_policy,
             )
@@ -107,7 +154,7 @@ class SiteNetwork(pulumi.ComponentResource):
                     "annotations": {"k8s.v1.cni.cncf.io/resourceName": f"rdma/{rail_resource_name(rail)}"},
                     "labels": {labels.SITE: site.code, labels.FABRIC: site.network.fabric.type},
                 },
-                spec={"config": json.dumps(attachment_config(site, rail), sort_keys=True)},
+                spec={"config": json.dumps(attachment_config(site, rail, masters[0]), sort_keys=True)},
                 opts=after_policy,
             )
 
@@ -122,20 +169,12 @@ class SiteNetwork(pulumi.ComponentResource):
             )
             NetworkPolicy(
                 f"{ns}-allow-tenant",
-                metadata={"name": "allow-same-tenant-and-dns", "namespace": ns},
+                metadata={"name": "allow-same-tenant-dns-and-object-store", "namespace": ns},
                 spec={
                     "podSelector": {},
                     "policyTypes": ["Ingress", "Egress"],
                     "ingress": [{"from": [{"podSelector": {}}]}],
-                    "egress": [
-                        {"to": [{"podSelector": {}}]},
-                        {
-                            "to": [
-                                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
-                            ],
-                            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                        },
-                    ],
+                    "egress": tenant_egress(site),
                 },
                 opts=in_ns,
             )

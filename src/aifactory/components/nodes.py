@@ -25,17 +25,7 @@ class NodesArgs:
 
 
 def node_labels(site: Site, node: NodeView) -> dict[str, str]:
-    fabric = site.network.fabric
-    return {
-        labels.SITE: site.code,
-        labels.POOL: node.pool,
-        labels.SKU: node.sku,
-        labels.JURISDICTION: site.jurisdiction.data_residency,
-        labels.FABRIC: fabric.type,
-        labels.RAIL_COUNT: str(len(fabric.rails)),
-        labels.SCALABLE_UNIT: f"su{(node.index - 1) // labels.SCALABLE_UNIT_NODES + 1}",
-        labels.MANAGED_BY: "aifactory",
-    }
+    return {**labels.node_labels(site, node), labels.MANAGED_BY: "aifactory"}
 
 
 class DgxNodes(pulumi.ComponentResource):
@@ -52,7 +42,14 @@ class DgxNodes(pulumi.ComponentResource):
         )
         after_ns = pulumi.ResourceOptions(parent=self, depends_on=[self.namespace])
         # One apply per pool, not per node: the credentials stay secret and the plan stays fast.
-        pool_creds = {pool.name: args.credentials.apply(lambda c, p=pool.name: dict(c[p])) for pool in site.pools}
+        # The keys are the program's (Metal3 reads username and password); only the values are secret.
+        pool_creds = {
+            pool.name: {
+                key: args.credentials.apply(lambda c, p=pool.name, k=key: str(c[p][k]))
+                for key in ("username", "password")
+            }
+            for pool in site.pools
+        }
         self.hosts: list[CustomResource] = []
         for node in site.nodes:
             secret_name = f"{node.hostname}-bmc"

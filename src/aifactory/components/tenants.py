@@ -1,16 +1,82 @@
-"""GPU-as-a-service tenants: a namespace each, a GPU quota and default limits."""
+"""GPU-as-a-service tenants: a namespace each, a GPU quota, default limits and an admission policy.
+
+Pod Security has no level between `baseline` and `privileged`, and `baseline` forbids the
+IPC_LOCK capability that RDMA pods add to pin memory (Kubernetes Pod Security Standards,
+"Capabilities"). Tenant namespaces therefore enforce a ValidatingAdmissionPolicy that holds the
+baseline controls that matter for isolation (no privileged containers, no host namespaces, no
+hostPath, no hostPort, capabilities from baseline's list) with IPC_LOCK added, while Pod Security
+itself warns and audits at `baseline`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
+from pulumi_kubernetes.admissionregistration.v1 import ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding
 from pulumi_kubernetes.core.v1 import LimitRange, Namespace, ResourceQuota
 
 from .. import labels
 from ..model import Site
 
 GPU_RESOURCE = "nvidia.com/gpu"
+ADMISSION_POLICY = "aifactory-tenant-baseline-rdma"
+# Pod Security Standards, baseline "Capabilities": what a container may add; RDMA needs IPC_LOCK too.
+BASELINE_CAPABILITIES = (
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+)
+RDMA_CAPABILITIES = ("IPC_LOCK",)
+
+
+def _containers(check: str) -> str:
+    kinds = ("containers", "initContainers", "ephemeralContainers")
+    return " && ".join(f"(!has(object.spec.{k}) || object.spec.{k}.all(c, {check}))" for k in kinds)
+
+
+def admission_validations() -> list[dict[str, str]]:
+    allowed = ", ".join(f"'{c}'" for c in (*BASELINE_CAPABILITIES, *RDMA_CAPABILITIES))
+    return [
+        {
+            "expression": "!(has(object.spec.hostNetwork) && object.spec.hostNetwork)"
+            " && !(has(object.spec.hostPID) && object.spec.hostPID)"
+            " && !(has(object.spec.hostIPC) && object.spec.hostIPC)",
+            "message": "tenant pods may not share the host's network, PID or IPC namespace",
+        },
+        {
+            "expression": _containers(
+                "!has(c.securityContext) || !has(c.securityContext.privileged) || !c.securityContext.privileged"
+            ),
+            "message": "tenant containers may not run privileged",
+        },
+        {
+            "expression": "!has(object.spec.volumes) || object.spec.volumes.all(v, !has(v.hostPath))",
+            "message": "tenant pods may not mount hostPath volumes",
+        },
+        {
+            "expression": _containers("!has(c.ports) || c.ports.all(p, !has(p.hostPort) || p.hostPort == 0)"),
+            "message": "tenant containers may not bind host ports",
+        },
+        {
+            "expression": _containers(
+                "!has(c.securityContext) || !has(c.securityContext.capabilities)"
+                " || !has(c.securityContext.capabilities.add)"
+                f" || c.securityContext.capabilities.add.all(x, x in [{allowed}])"
+            ),
+            "message": "tenant containers may add only Pod Security baseline's capabilities and IPC_LOCK (RDMA)",
+        },
+    ]
 
 
 @dataclass(frozen=True)
@@ -33,7 +99,10 @@ class SiteTenants(pulumi.ComponentResource):
                         labels.TENANT: tenant.name,
                         labels.CLASSIFICATION: tenant.data_classification,
                         labels.JURISDICTION: site.jurisdiction.data_residency,
-                        "pod-security.kubernetes.io/enforce": "baseline",
+                        # Enforcement is the admission policy below; Pod Security reports at baseline.
+                        "pod-security.kubernetes.io/enforce": "privileged",
+                        "pod-security.kubernetes.io/warn": "baseline",
+                        "pod-security.kubernetes.io/audit": "baseline",
                         labels.MANAGED_BY: "aifactory",
                     },
                     "annotations": {"aifactory.io/display-name": tenant.display_name},
@@ -56,10 +125,46 @@ class SiteTenants(pulumi.ComponentResource):
                         {
                             "type": "Container",
                             "max": {GPU_RESOURCE: str(tenant.max_gpus_per_pod)},
-                            "defaultRequest": {"cpu": "1", "memory": "4Gi"},
+                            # Without these, Kubernetes copies max into a container's default limit
+                            # and request (SetDefaults_LimitRangeItem), so every container that
+                            # asks for no GPU would ask for the maximum.
+                            "default": {GPU_RESOURCE: "0"},
+                            "defaultRequest": {"cpu": "1", "memory": "4Gi", GPU_RESOURCE: "0"},
                         }
                     ]
                 },
                 opts=in_ns,
+            )
+        if site.tenants:
+            policy = ValidatingAdmissionPolicy(
+                "tenant-admission-policy",
+                metadata={"name": ADMISSION_POLICY, "labels": {labels.SITE: site.code, labels.MANAGED_BY: "aifactory"}},
+                spec={
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": [""],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE", "UPDATE"],
+                                "resources": ["pods"],
+                            }
+                        ]
+                    },
+                    "validations": admission_validations(),
+                },
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            ValidatingAdmissionPolicyBinding(
+                "tenant-admission-binding",
+                metadata={"name": ADMISSION_POLICY, "labels": {labels.SITE: site.code, labels.MANAGED_BY: "aifactory"}},
+                spec={
+                    "policyName": ADMISSION_POLICY,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchExpressions": [{"key": labels.TENANT, "operator": "Exists"}]}
+                    },
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )
         self.register_outputs({"tenants": [t.name for t in site.tenants]})

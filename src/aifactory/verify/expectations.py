@@ -15,13 +15,27 @@ from typing import Any
 import yaml
 
 from ..catalog import SKUS, Sku, Threshold
-from ..inventory import group_vars_all
+from ..inventory import group_vars_all, group_vars_sku
 from ..model import NodeView, Site
 
 
 @cache
 def role_defaults(root: Path, role: str) -> dict[str, Any]:
     return yaml.safe_load((root / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+
+
+@cache
+def role_vars(root: Path, role: str, distribution: str) -> dict[str, Any]:
+    """roles/<role>/vars/<Distribution>.yml: the names the role installs there, read by Ansible and by verify."""
+    return yaml.safe_load((root / "roles" / role / "vars" / f"{distribution}.yml").read_text()) or {}
+
+
+def for_branch(table: list[dict[str, Any]], branch: int) -> list[str]:
+    """The names a per-branch table gives a driver branch: its first entry at or below it (as the role picks)."""
+    for entry in table:
+        if entry["from_branch"] <= branch:
+            return [n.replace("{branch}", str(branch)) for n in entry["names"]]
+    return []
 
 
 @dataclass(frozen=True)
@@ -47,19 +61,24 @@ class NodeExpectations:
 
 def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     base = role_defaults(root, "nvidia_base")
-    drv = role_defaults(root, "nvidia_driver")
     cuda = role_defaults(root, "cuda_toolkit")
     g = site.gpu_stack
-    branch = g.driver.split(".")[0]
     major, minor = g.cuda.split(".")
-    gv = group_vars_all(site)
-    conf = {"NCCL_IB_HCA": "=" + ",".join(gv["nccl_ib_hca"]), "NCCL_SOCKET_IFNAME": gv["nccl_socket_ifname"]}
+    gv = {**group_vars_all(site), **group_vars_sku(site, node.sku)}
+    conf = {"NCCL_SOCKET_IFNAME": gv["nccl_socket_ifname"]}
+    if gv["nccl_ib_hca"]:
+        conf["NCCL_IB_HCA"] = "=" + ",".join(gv["nccl_ib_hca"])
     if "nccl_ib_gid_index" in gv:
         conf["NCCL_IB_GID_INDEX"] = str(gv["nccl_ib_gid_index"])
     sku = SKUS[node.sku]
-    ubuntu_driver = [p.replace("{branch}", branch) for p in drv["nvidia_driver_packages_ubuntu"]]
+    deb, ubu = role_vars(root, "nvidia_driver", "Debian"), role_vars(root, "nvidia_driver", "Ubuntu")
+    b = g.driver_branch
+    ubuntu_driver = for_branch(ubu["nvidia_driver_packages"], b)
     if sku.nvswitch:
-        ubuntu_driver += [p.replace("{branch}", branch) for p in drv["nvidia_driver_fabric_manager_packages_ubuntu"]]
+        ubuntu_driver += for_branch(ubu["nvidia_driver_fabric_manager_packages"], b)
+    if sku.nvlink_generation >= 5:
+        ubuntu_driver += for_branch(ubu["nvidia_driver_nvlink5_pinned_packages"], b)
+        ubuntu_driver += list(ubu["nvidia_driver_nvlink5_packages"])
     return NodeExpectations(
         site=site.code,
         hostname=node.hostname,
@@ -67,8 +86,8 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         driver=g.driver,
         cuda=g.cuda,
         nccl_version=g.nccl_version,
-        driver_packages={"debian": list(drv["nvidia_driver_packages_debian"]), "ubuntu": ubuntu_driver},
-        persistenced_package={"debian": drv["nvidia_driver_persistenced_package_debian"], "ubuntu": ""},
+        driver_packages={"debian": list(deb["nvidia_driver_packages"]), "ubuntu": ubuntu_driver},
+        persistenced_package={"debian": deb["nvidia_driver_persistenced_package"], "ubuntu": ""},
         cuda_packages={
             "debian": list(cuda["cuda_toolkit_packages_debian"]),
             "ubuntu": [
