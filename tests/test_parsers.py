@@ -89,3 +89,20 @@ def test_nvidia_smi_xml_refuses_entities_and_garbage():
         parse_nvidia_smi_xml('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>')
     with pytest.raises(ParseError):
         parse_nvidia_smi_xml("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
+
+
+def test_ib_write_bw_average_is_read_from_its_result_line():
+    from aifactory.verify.parsers import parse_ib_write_bw
+
+    # perftest's report layout (ib_write_bw --report_gbits): header, then one line per size.
+    out = (
+        "---------------------------------------------------------------------------------------\n"
+        " #bytes     #iterations    BW peak[Gb/sec]    BW average[Gb/sec]   MsgRate[Mpps]\n"
+        " 65536      1908000          0.00               391.42               0.746574\n"
+        "---------------------------------------------------------------------------------------\n"
+    )
+    assert parse_ib_write_bw(out) == 391.42
+    import pytest
+
+    with pytest.raises(ValueError):
+        parse_ib_write_bw("Couldn't connect to localhost:18515\n")

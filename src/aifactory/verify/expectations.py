@@ -53,6 +53,19 @@ class NodeExpectations:
     sysctl: dict[str, str]
     memlock: str
     allreduce: Threshold | None
+    rdma_packages: dict[str, list[str]]
+    # rail name -> (RDMA device, netdev), from the catalog's port map: what roles/rdma set up.
+    rails: dict[str, tuple[str, str]]
+    # distro -> (open kernel modules, DMA-BUF minimum kernel, peermem module), from roles/rdma/vars.
+    gpudirect: dict[str, tuple[bool, str, str]]
+    gdr_write: Threshold | None
+
+    def gpudirect_method(self, distro: str, kernel: str) -> str:
+        """DMA-BUF with open modules on a new enough kernel, nvidia-peermem otherwise (the role's rule)."""
+        open_modules, minimum, _ = self.gpudirect[distro]
+        release = tuple(int(p) for p in kernel.split("-", maxsplit=1)[0].split(".")[:2])
+        floor = tuple(int(p) for p in minimum.split(".")[:2])
+        return "dma-buf" if open_modules and release >= floor else "nvidia-peermem"
 
     def cuda_version_code(self) -> int:
         major, minor = self.cuda.split(".")
@@ -73,6 +86,7 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     sku = SKUS[node.sku]
     deb, ubu = role_vars(root, "nvidia_driver", "Debian"), role_vars(root, "nvidia_driver", "Ubuntu")
     b = g.driver_branch
+    rv = {d: role_vars(root, "rdma", d) for d in ("Debian", "Ubuntu")}
     ubuntu_driver = for_branch(ubu["nvidia_driver_packages"], b)
     if sku.nvswitch:
         ubuntu_driver += for_branch(ubu["nvidia_driver_fabric_manager_packages"], b)
@@ -98,4 +112,15 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         sysctl={k: str(v) for k, v in base["nvidia_base_sysctl"].items()},
         memlock=str(base["nvidia_base_memlock"]),
         allreduce=sku.allreduce_busbw,
+        rdma_packages={d.lower(): list(rv[d]["rdma_packages"]) for d in rv},
+        rails={r["name"]: (r["rdma"], r["netdev"]) for r in gv["rdma_rails"]},
+        gpudirect={
+            d.lower(): (
+                bool(rv[d]["rdma_open_kernel_modules"]),
+                str(rv[d]["rdma_dmabuf_min_kernel"]),
+                rv[d]["rdma_peermem_module"],
+            )
+            for d in rv
+        },
+        gdr_write=sku.gdr_write_gbps,
     )

@@ -211,3 +211,19 @@ def parse_all_reduce(text: str) -> AllReduceResult:
     if not rows:
         raise ParseError("no result rows in all_reduce_perf output")
     return AllReduceResult(ranks, rows, avg, oob)
+
+
+def parse_ib_write_bw(text: str) -> float:
+    """Average bandwidth (Gb/s with --report_gbits) of perftest's result line.
+
+    The line follows the header "#bytes #iterations BW peak[Gb/sec] BW average[Gb/sec] MsgRate[Mpps]".
+    """
+    header = False
+    for line in text.splitlines():
+        if "BW average" in line:
+            header = True
+            continue
+        fields = line.split()
+        if header and len(fields) >= 4 and fields[0].isdigit():
+            return float(fields[3])
+    raise ValueError("no ib_write_bw result line")

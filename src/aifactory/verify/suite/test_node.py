@@ -7,13 +7,14 @@ borrowed kernel) is skipped with the reason, never passed silently.
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import pytest
 from conftest import Facts, run_python
 
 from aifactory.verify.expectations import NodeExpectations
-from aifactory.verify.parsers import parse_all_reduce, parse_nvlink_status
+from aifactory.verify.parsers import parse_all_reduce, parse_ib_write_bw, parse_nvlink_status
 
 SUPPORTED = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
 MIN_KERNEL = (5, 15)
@@ -129,9 +130,14 @@ def test_driver_packages_pinned_and_held(host, expect: NodeExpectations, facts: 
     assert not problems, "; ".join(problems)
 
 
-def test_nvidia_smi_present(host):
+def test_nvidia_smi_present(host, facts: Facts):
     smi = host.file("/usr/bin/nvidia-smi")
     assert smi.exists and smi.mode & 0o111, "/usr/bin/nvidia-smi is missing or not executable"
+    # Any executable would pass the test above: the one installed must be dpkg's nvidia-smi.
+    owner = host.run("dpkg-query -S /usr/bin/nvidia-smi")
+    assert owner.rc == 0 and owner.stdout.split(":")[0].strip().startswith("nvidia-"), (
+        f"/usr/bin/nvidia-smi belongs to no NVIDIA package: {owner.stdout.strip() or owner.stderr.strip()}"
+    )
 
 
 def test_cuda_packages_pinned_and_held(host, expect: NodeExpectations, facts: Facts):
@@ -274,4 +280,81 @@ def test_all_reduce_bandwidth(host, expect: NodeExpectations, facts: Facts):
     assert busbw >= threshold.value, (
         f"all-reduce bus bandwidth {busbw} {threshold.unit} at {result.largest.size} B is below "
         f"{threshold.value} ({threshold.source})"
+    )
+
+
+# -- RDMA fabric, GPUDirect RDMA and DCGM ---------------------------------------------------------
+
+
+def _rdma_devices(host) -> list[str]:
+    out = host.run("ls -1 /sys/class/infiniband")
+    return out.stdout.split() if out.rc == 0 else []
+
+
+def test_rdma_packages_installed(host, expect: NodeExpectations, facts: Facts):
+    missing = [p for p in expect.rdma_packages[facts.distro] if _dpkg(host, p)[2] != "installed"]
+    assert not missing, f"not installed: {', '.join(missing)}"
+    assert host.exists("ib_write_bw"), "perftest's ib_write_bw is not on PATH"
+
+
+def test_rdma_rails_active(host, expect: NodeExpectations):
+    if not expect.rails:
+        pytest.skip(f"the catalog has no port map for {expect.sku.name}: no rails to check")
+    devices = _rdma_devices(host)
+    if not devices:
+        pytest.skip(f"no RDMA device on this node (/sys/class/infiniband is empty); {len(expect.rails)} rails expected")
+    problems = []
+    for rail, (rdma, netdev) in expect.rails.items():
+        state = host.file(f"/sys/class/infiniband/{rdma}/ports/1/state")
+        if not state.exists:
+            problems.append(f"{rail}: no RDMA device {rdma}")
+        elif "ACTIVE" not in state.content_string:
+            problems.append(f"{rail}: {rdma} is {state.content_string.strip()}")
+        if not host.file(f"/sys/class/net/{netdev}").exists:
+            problems.append(f"{rail}: no netdev {netdev}")
+    assert not problems, "; ".join(problems)
+
+
+def test_gpudirect_rdma(host, expect: NodeExpectations, facts: Facts):
+    method = expect.gpudirect_method(facts.distro, facts.kernel)
+    _, _, module = expect.gpudirect[facts.distro]
+    conf = host.file(f"/etc/modules-load.d/{module}.conf")
+    if method == "nvidia-peermem":
+        assert conf.exists and module in conf.content_string.split(), f"{conf.path} does not load {module}"
+    else:
+        assert not conf.exists, f"{conf.path} loads {module} where DMA-BUF serves"
+    _require_gpu(facts)
+    if facts.container:
+        pytest.skip(f"a {facts.container} container: kernel modules belong to the host")
+    if method == "nvidia-peermem":
+        assert host.run(f"grep -qw {module.replace('-', '_')} /proc/modules").rc == 0, f"{module} is not loaded"
+
+
+def test_dcgm_diagnostics(host, facts: Facts):
+    """dcgmi diag at level 1 (seconds); AIFACTORY_DCGM_LEVEL=3 runs the burn-in level (about 15 minutes)."""
+    _require_gpu(facts)
+    if not host.exists("dcgmi"):
+        pytest.fail("dcgmi is not installed on a GPU node (datacenter-gpu-manager)")
+    level = int(os.environ.get("AIFACTORY_DCGM_LEVEL", "1"))
+    out = host.run(f"dcgmi diag -r {level}")
+    assert out.rc == 0 and "Fail" not in out.stdout, f"dcgmi diag -r {level}: {out.stdout.strip()[-400:]}"
+
+
+def test_gpudirect_write_bandwidth(host, expect: NodeExpectations, facts: Facts):
+    _require_gpu(facts)
+    threshold = expect.gdr_write
+    if threshold is None:
+        pytest.skip(f"no published GPUDirect RDMA threshold for {expect.sku.name}")
+    devices = _rdma_devices(host)
+    rails = [rdma for rdma, _ in expect.rails.values() if rdma in devices]
+    if len(rails) < 2:
+        pytest.skip("GPUDirect write bandwidth needs two RDMA devices on the node (one serves, one writes)")
+    server, client = rails[0], rails[1]
+    serve = f"ib_write_bw -d {server} --use_cuda=0 --report_gbits -D 5"
+    cmd = f"({serve} >/dev/null 2>&1 &) ; sleep 1 ; ib_write_bw -d {client} --use_cuda=1 --report_gbits -D 5 localhost"
+    out = host.run(cmd)
+    assert out.rc == 0, f"ib_write_bw exit {out.rc}: {out.stderr.strip()[-200:]}"
+    gbps = parse_ib_write_bw(out.stdout)
+    assert gbps >= threshold.value, (
+        f"GPUDirect write {gbps} Gb/s on {client} is below {threshold.value} ({threshold.source})"
     )
