@@ -125,7 +125,7 @@ def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
     ports = site.rail_ports(sku_name)
     fabric = site.network.fabric
     rails = [
-        {"name": rail.name, "rdma": port.rdma, "netdev": port.netdev(fabric.type), "pci": port.pci}
+        {"name": rail.name, "rdma": port.rdma, "netdev": port.netdev(fabric.type)}
         for rail, port in zip(fabric.rails, ports or (), strict=False)
     ]
     return {
