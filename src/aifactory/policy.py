@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from . import catalog, grammar
-from .catalog import SKUS, Version
+from .catalog import Version
 from .errors import ConfigError, Problem
 from .grammar import shown
 from .model import Site, ipam_blocks
@@ -500,6 +500,8 @@ def _check_ports(site: Site) -> Iterator[Result]:
                 "to catalog.py with its source",
             )
             continue
+        port_map = pool.spec.ports
+        assert port_map is not None  # rail_ports returned ports
         names = tuple(p.netdev(fabric) for p in ports)
         maps.setdefault(names, pool.sku)
         yield _r(
@@ -507,7 +509,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
             Severity.INFO,
             site,
             f"pools[{i}].sku",
-            f"rails on {', '.join(f'{p.rdma}/{p.netdev(fabric)}' for p in ports)} ({SKUS[pool.sku].ports.source})",  # type: ignore[union-attr]
+            f"rails on {', '.join(f'{p.rdma}/{p.netdev(fabric)}' for p in ports)} ({port_map.source})",
         )
     if len(maps) > 1:
         yield _r(

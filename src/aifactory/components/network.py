@@ -49,15 +49,12 @@ def image(site: Site, component: str) -> dict[str, str]:
 def nic_cluster_policy_spec(site: Site) -> dict[str, Any]:
     """NicClusterPolicy for a host-owned NIC driver: roles/rdma installs DOCA-OFED (or rdma-core) on the node."""
     fabric = site.network.fabric
+    netdevs = [(rail, rail_netdevs(site, i)) for i, rail in enumerate(fabric.rails)]
     rdma_config = {
         "configList": [
-            {
-                "resourceName": rail_resource_name(rail),
-                "rdmaHcaMax": 63,
-                "selectors": {"ifNames": rail_netdevs(site, i)},
-            }
-            for i, rail in enumerate(fabric.rails)
-            if rail_netdevs(site, i)
+            {"resourceName": rail_resource_name(rail), "rdmaHcaMax": 63, "selectors": {"ifNames": names}}
+            for rail, names in netdevs
+            if names
         ]
     }
     secondary: dict[str, Any] = {"cniPlugins": image(site, "cniPlugins"), "multus": image(site, "multus")}
