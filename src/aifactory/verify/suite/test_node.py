@@ -133,10 +133,14 @@ def test_driver_packages_pinned_and_held(host, expect: NodeExpectations, facts: 
 def test_nvidia_smi_present(host, facts: Facts):
     smi = host.file("/usr/bin/nvidia-smi")
     assert smi.exists and smi.mode & 0o111, "/usr/bin/nvidia-smi is missing or not executable"
-    # Any executable would pass the test above: the one installed must be dpkg's nvidia-smi.
-    owner = host.run("dpkg-query -S /usr/bin/nvidia-smi")
-    assert owner.rc == 0 and owner.stdout.split(":")[0].strip().startswith("nvidia-"), (
-        f"/usr/bin/nvidia-smi belongs to no NVIDIA package: {owner.stdout.strip() or owner.stderr.strip()}"
+    # Any executable would pass the test above: the one installed must be an NVIDIA package's. Debian
+    # installs it under /usr/lib/nvidia/current and links /usr/bin/nvidia-smi through update-alternatives
+    # (nvidia-alternative), so the owner asked of dpkg is that of the file the link resolves to.
+    real = host.run("readlink -f /usr/bin/nvidia-smi").stdout.strip() or "/usr/bin/nvidia-smi"
+    owner = host.run("dpkg-query -S %s", real)
+    package = owner.stdout.split(":")[0].strip() if owner.rc == 0 else ""
+    assert package.startswith("nvidia-"), (
+        f"{real} belongs to no NVIDIA package: {owner.stdout.strip() or owner.stderr.strip()}"
     )
 
 
