@@ -67,6 +67,7 @@ _CONTEXT = _full(r"[A-Za-z0-9][A-Za-z0-9._@:/-]{0,252}")
 _S3_REGION = _full(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _BUCKET = _full(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _IPV4ISH = _full(r"[0-9]+(?:\.[0-9]+){3}")
+_S3_USER = _full(r"[a-z0-9][a-z0-9_-]{0,63}")
 _FREE_TEXT_MAX = 200
 _PARAM_VALUE = _full(r"[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?")
 
@@ -187,6 +188,10 @@ def s3_region(value: str) -> str:
 def bucket_name(value: str) -> str:
     ok = bool(_BUCKET.fullmatch(value)) and ".." not in value and not _IPV4ISH.fullmatch(value)
     return _need(ok, value, "an S3 bucket name (3-63 of a-z, 0-9, '.', '-'; not an address)")
+
+
+def s3_user(value: str) -> str:
+    return _need(bool(_S3_USER.fullmatch(value)), value, "an object store user id (1-64 of a-z, 0-9, '_', '-')")
 
 
 def split_url(value: str, schemes: tuple[str, ...]) -> SplitResult:

@@ -59,6 +59,7 @@ ParamValue = Annotated[str, AfterValidator(grammar.param_value)]
 KubeContext = Annotated[str, AfterValidator(grammar.kube_context)]
 S3Region = Annotated[str, AfterValidator(grammar.s3_region)]
 BucketName = Annotated[str, AfterValidator(grammar.bucket_name)]
+S3User = Annotated[str, AfterValidator(grammar.s3_user)]
 HostnameScheme = Annotated[str, AfterValidator(grammar.hostname_scheme)]
 NcclVersion = Annotated[
     str,
@@ -252,18 +253,65 @@ class Replication(Strict):
     country: Country
 
 
+DataClassification = Literal["public", "internal", "confidential", "restricted"]
+
+
+class ObjectLock(Strict):
+    """S3 object lock: every new object version is retained this long; set only when the bucket is created."""
+
+    # COMPLIANCE: nobody, root included, can delete or shorten it before it expires (what auditors rely on).
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
+    # 100 years bounds it well beyond any record-keeping law.
+    days: int = Field(ge=1, le=36500)
+
+
+class Lifecycle(Strict):
+    """Lifecycle rules the bucket carries (S3 lifecycle configuration)."""
+
+    abort_multipart_days: int | None = Field(default=7, ge=1, le=3650, description="drop unfinished uploads")
+    noncurrent_days: int | None = Field(default=None, ge=1, le=36500, description="expire overwritten versions")
+    expire_days: int | None = Field(default=None, ge=1, le=36500, description="expire current objects")
+
+
 class Bucket(Strict):
     name: BucketName
     purpose: Text
+    # evidence: the site's evidence store (no deletes by policy, object lock required); one per site.
+    role: Literal["data", "checkpoints", "evidence", "state"] = "data"
+    classification: DataClassification = "confidential"
     versioning: bool = True
-    # S3 object lock retention; 100 years bounds it well beyond any record-keeping law.
-    object_lock_days: int | None = Field(default=None, ge=1, le=36500)
+    object_lock: ObjectLock | None = None
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     replication: Replication | None = None
+
+    @model_validator(mode="after")
+    def _lock_needs_versions(self) -> Bucket:
+        if self.object_lock is not None and not self.versioning:
+            raise ValueError("object_lock needs versioning: true (S3 locks object versions)")
+        if self.role == "evidence" and (self.object_lock is None or self.object_lock.mode != "COMPLIANCE"):
+            raise ValueError("an evidence bucket needs object_lock with mode COMPLIANCE, so no record can be removed")
+        return self
 
 
 class ObjectStore(Endpoint):
-    region: S3Region
+    region: S3Region = Field(description="the store's region: the only location constraint it accepts")
+    principals: list[S3User] = Field(
+        default_factory=list,
+        max_length=64,
+        description="the site's own store users (besides the owner) allowed to read and write its buckets",
+    )
     buckets: list[Bucket] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_evidence_store(self) -> ObjectStore:
+        evidence = [b.name for b in self.buckets if b.role == "evidence"]
+        if len(evidence) > 1:
+            raise ValueError(f"one evidence bucket per site, not {len(evidence)} ({', '.join(evidence)})")
+        return self
+
+    @property
+    def evidence(self) -> Bucket | None:
+        return next((b for b in self.buckets if b.role == "evidence"), None)
 
 
 class StorageClassSpec(Strict):
@@ -330,7 +378,7 @@ class Tenant(Strict):
     name: DnsLabel
     display_name: Text
     gpu_quota: int = Field(ge=0, le=10_000_000)
-    data_classification: Literal["public", "internal", "confidential", "restricted"]
+    data_classification: DataClassification
     max_gpus_per_pod: int = Field(default=8, ge=1, le=1024)
 
 

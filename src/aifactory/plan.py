@@ -95,9 +95,14 @@ class _RecordingMonitor(mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             self.registrations.append(
-                Registration(request.type, request.name, response.urn, request.parent, _struct(request.object))
+                Registration(request.type, request.name, response.urn, request.parent, _inputs(request.object))
             )
         return response
+
+
+def _inputs(props: struct_pb2.Struct) -> dict[str, Any]:
+    # A dynamic resource's pickled provider is code, not a declared input (and a secret blob).
+    return {k: v for k, v in _struct(props).items() if k != "__provider"}
 
 
 def _value(v: struct_pb2.Value) -> Any:

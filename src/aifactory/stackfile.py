@@ -7,6 +7,8 @@ The stack file is Pulumi's own format, so ``pulumi up -s <site>`` reads the same
       aifactory:site: {...}            # the site model, no secrets in it
       aifactory:bmcCredentials:        # one entry per pool, passwords as Pulumi secrets
         <pool>: {username: admin, password: {secure: v1:...}}
+      aifactory:objectStoreCredentials: # optional: the object store's S3 keys (storage, evidence)
+        {access_key_id: ..., secret_access_key: {secure: v1:...}}
 
 Every problem is reported with the file and the field path; nothing raises a traceback.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,8 @@ from .secrets import is_ciphertext, salt_problem
 PROJECT = "aifactory"
 SITE_KEY = f"{PROJECT}:site"
 CREDENTIALS_KEY = f"{PROJECT}:bmcCredentials"
-_CONFIG_KEYS = {SITE_KEY, CREDENTIALS_KEY}
+S3_CREDENTIALS_KEY = f"{PROJECT}:objectStoreCredentials"
+_CONFIG_KEYS = {SITE_KEY, CREDENTIALS_KEY, S3_CREDENTIALS_KEY}
 _FILE_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey"}
 
 
@@ -39,6 +42,14 @@ _FILE_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey"}
 class Credential:
     username: str
     password_ciphertext: str
+
+
+@dataclass(frozen=True)
+class S3Credential:
+    """The object store's S3 key pair; the secret key stays a ciphertext until a command needs it."""
+
+    access_key_id: str
+    secret_ciphertext: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,8 @@ class Stack:
     site_config: dict[str, Any]
     credentials: dict[str, Credential]
     encryptionsalt: str
-    shown: str = ""  # the file as messages name it (relative to the checkout, or FILE@REV)
+    shown: str = ""
+    s3_credential: S3Credential | None = None  # the file as messages name it (relative to the checkout, or FILE@REV)
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -280,8 +292,10 @@ def parse_stack(doc: Any, name: str, path: Path, shown_path: str) -> Stack:
 
     credentials, cred_problems = _credentials(config.get(CREDENTIALS_KEY), site, shown_path)
     problems.extend(cred_problems)
+    s3_credential, s3_problems = _s3_credential(config.get(S3_CREDENTIALS_KEY), shown_path)
+    problems.extend(s3_problems)
     salt = doc.get("encryptionsalt", "")
-    if credentials and not (isinstance(salt, str) and salt):
+    if (credentials or s3_credential) and not (isinstance(salt, str) and salt):
         problems.append(
             Problem(shown_path, "encryptionsalt", "secure values need the passphrase provider's encryptionsalt")
         )
@@ -299,7 +313,45 @@ def parse_stack(doc: Any, name: str, path: Path, shown_path: str) -> Stack:
 
     if problems or site is None:
         raise ConfigError(sorted(set(problems)))
-    return Stack(name, path, site, raw_site, credentials, salt, shown_path)
+    return Stack(name, path, site, raw_site, credentials, salt, shown_path, s3_credential)
+
+
+# AWS and Ceph RGW access key ids: upper-case letters and digits (RGW accepts what its admin sets).
+_ACCESS_KEY = re.compile(r"[A-Za-z0-9]{8,128}", re.ASCII)
+
+
+def _s3_credential(raw: Any, shown_path: str) -> tuple[S3Credential | None, list[Problem]]:
+    key = S3_CREDENTIALS_KEY
+    if raw is None:
+        return None, []
+    if not isinstance(raw, dict):
+        return None, [Problem(shown_path, key, "must be a mapping with access_key_id and secret_access_key")]
+    problems = [
+        Problem(shown_path, f"{key}.{shown_key(extra)}", "unknown key")
+        for extra in sorted(set(map(str, raw)) - {"access_key_id", "secret_access_key"})
+    ]
+    access = raw.get("access_key_id")
+    if not isinstance(access, str) or not _ACCESS_KEY.fullmatch(access):
+        problems.append(Problem(shown_path, f"{key}.access_key_id", "required: 8-128 of A-Z a-z 0-9"))
+    secret = raw.get("secret_access_key")
+    if isinstance(secret, dict) and set(secret) == {"secure"} and is_ciphertext(secret["secure"]):
+        pass
+    elif isinstance(secret, dict) and "secure" in secret:
+        problems.append(Problem(shown_path, f"{key}.secret_access_key.secure", "not a Pulumi v1 ciphertext"))
+    elif secret is None:
+        problems.append(Problem(shown_path, f"{key}.secret_access_key", "required key is missing"))
+    else:
+        problems.append(
+            Problem(
+                shown_path,
+                f"{key}.secret_access_key",
+                "[secrets.plaintext] plaintext credential: the S3 secret key must be a Pulumi secret "
+                "(secure: v1:...); encrypt one with `aifactory secret encrypt`",
+            )
+        )
+    if problems:
+        return None, problems
+    return S3Credential(str(access), secret["secure"]), []
 
 
 def _credentials(raw: Any, site: Site | None, shown_path: str) -> tuple[dict[str, Credential], list[Problem]]:

@@ -9,57 +9,24 @@ import pulumi
 from pulumi_kubernetes.storage.v1 import StorageClass
 
 from .. import labels
-from ..model import Bucket, ObjectStore, Site
-
-
-@dataclass(frozen=True)
-class BucketArgs:
-    """Everything a bucket provider needs; the shape a boto3 dynamic provider will take as inputs."""
-
-    name: str
-    endpoint: str
-    region: str
-    country: str
-    versioning: bool
-    object_lock_days: int | None
-    replication: dict[str, str] | None
-
-    @classmethod
-    def of(cls, store: ObjectStore, bucket: Bucket) -> BucketArgs:
-        return cls(
-            name=bucket.name,
-            endpoint=store.url,
-            region=store.region,
-            country=store.country,
-            versioning=bucket.versioning,
-            object_lock_days=bucket.object_lock_days,
-            replication=bucket.replication.model_dump() if bucket.replication else None,
-        )
-
-    def inputs(self) -> dict[str, Any]:
-        return {
-            "bucket": self.name,
-            "endpoint": self.endpoint,
-            "region": self.region,
-            "country": self.country,
-            "versioning": self.versioning,
-            "objectLockDays": self.object_lock_days,
-            "replication": self.replication,
-        }
+from ..model import Site
+from ..storage.provider import S3Bucket
+from ..storage.spec import site_specs
 
 
 class ObjectBucket(pulumi.ComponentResource):
-    """An S3 bucket in the site's own object store.
+    """An S3 bucket in the site's own object store, created and converged through boto3.
 
-    Declared, not yet created: it registers its inputs so plans, diffs and audits see it.
-    Creating it through boto3 will make this a ``pulumi.dynamic.Resource`` with the same
-    inputs; the URN (type and name) is already the one that resource will keep.
+    The component keeps the URN stacks already hold (``aifactory:storage:Bucket``, ``bucket-NAME``);
+    the bucket itself is its child, a dynamic resource (:mod:`aifactory.storage.provider`) whose
+    inputs are the bucket's spec (:mod:`aifactory.storage.spec`) and never a credential.
     """
 
-    def __init__(self, name: str, args: BucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("aifactory:storage:Bucket", name, args.inputs(), opts)
-        self.bucket = pulumi.Output.from_input(args.name)
-        self.url = pulumi.Output.from_input(f"{args.endpoint.rstrip('/')}/{args.name}")
+    def __init__(self, name: str, spec: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("aifactory:storage:Bucket", name, spec, opts)
+        created = S3Bucket(name, spec, pulumi.ResourceOptions(parent=self))
+        self.bucket = created.bucket
+        self.url = pulumi.Output.from_input(f"{spec['endpoint'].rstrip('/')}/{spec['bucket']}")
         self.register_outputs({"bucket": self.bucket, "url": self.url})
 
 
@@ -89,8 +56,7 @@ class SiteStorage(pulumi.ComponentResource):
                 allow_volume_expansion=spec.kind != "local",
                 opts=child,
             )
-        store = site.storage.object_store
         self.buckets = {
-            b.name: ObjectBucket(f"bucket-{b.name}", BucketArgs.of(store, b), opts=child) for b in store.buckets
+            spec["bucket"]: ObjectBucket(f"bucket-{spec['bucket']}", spec, opts=child) for spec in site_specs(site)
         }
-        self.register_outputs({"buckets": [b.name for b in store.buckets]})
+        self.register_outputs({"buckets": list(self.buckets)})

@@ -1,0 +1,265 @@
+"""A one-node Ceph RADOS Gateway: the lab's in-country object store and the tests' real S3 server.
+
+Debian's Ceph (16, Pacific) runs a monitor, one memory-backed OSD and radosgw as plain processes
+under a private directory: no systemd, no ceph-mgr, no authentication between daemons (they bind
+only to the address given: loopback for the tests, the lab bridge for the lab). The zonegroup's
+``api_name`` is set to the site's region, so RGW itself refuses a bucket in any other location
+(InvalidLocationConstraint), as a real in-country store does. Recipe and figures:
+``../shared/field-notes.md``, "A real S3 server on loopback".
+
+Harness code: the product (``aifactory.storage``) never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OperationError
+
+PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
+_PROGRAMS = ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
+_NAME = "client.rgw.af"
+_STATE = "gateway.json"
+
+
+@dataclass(frozen=True)
+class User:
+    uid: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    directory: Path
+    endpoint: str
+    region: str
+    pids: dict[str, int]
+
+
+def missing_programs() -> list[str]:
+    return [p for p in _PROGRAMS if shutil.which(p) is None]
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
+def _conf(directory: Path, fsid: str, address: str, mon_port: int, rgw_port: int) -> str:
+    d = directory
+    return f"""[global]
+fsid = {fsid}
+mon host = v1:{address}:{mon_port}
+auth cluster required = none
+auth service required = none
+auth client required = none
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+run dir = {d}/run
+log file = {d}/log/$name.log
+admin socket = {d}/run/$name.asok
+public network = {address}/32
+osd crush chooseleaf type = 0
+client mount timeout = 20
+rados mon op timeout = 20
+[mon]
+mon data = {d}/mon
+[osd]
+osd objectstore = memstore
+memstore device bytes = 1073741824
+osd data = {d}/osd$id
+[{_NAME}]
+rgw frontends = beast endpoint={address}:{rgw_port}
+rgw dns name = {address}
+"""
+
+
+class _Cluster:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.conf = str(directory / "ceph.conf")
+
+    def run(self, *argv: str, timeout: float = 60) -> str:
+        try:
+            done = subprocess.run(
+                [*argv[:1], "-c", self.conf, *argv[1:]], capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise OperationError(f"RGW harness: `{' '.join(argv[:3])}` did not answer in {timeout:.0f} s") from None
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+            raise OperationError(f"RGW harness: `{' '.join(argv[:3])}` failed: {tail[0]}")
+        return done.stdout
+
+    def admin(self, *argv: str) -> str:
+        return self.run("radosgw-admin", "-n", _NAME, *argv)
+
+    def daemon(self, name: str, *argv: str) -> int:
+        log = open(self.directory / "log" / f"{name}.out", "ab")  # noqa: SIM115 - the child owns it
+        proc = subprocess.Popen(
+            [*argv[:1], "-c", self.conf, "-f", *argv[1:]],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return proc.pid
+
+
+def _wait_port(address: str, port: int, pid: int, what: str, timeout: float = 60) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not _alive(pid):
+            raise OperationError(f"RGW harness: {what} exited while starting (see its log)")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((address, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise OperationError(f"RGW harness: {what} did not listen on {address}:{port} within {timeout:.0f} s")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return False
+
+
+def start(
+    directory: Path,
+    *,
+    region: str,
+    users: Sequence[User],
+    address: str = "127.0.0.1",
+    port: int | None = None,
+    say: Callable[[str], None] = lambda _m: None,
+) -> Gateway:
+    """A fresh one-node cluster in ``directory`` (emptied first), RGW answering S3 on address:port."""
+    if missing := missing_programs():
+        raise OperationError(f"RGW harness: {', '.join(missing)} not installed (apt-get install {' '.join(PACKAGES)})")
+    stop(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+    for sub in ("run", "log", "mon", "osd0"):
+        (directory / sub).mkdir(parents=True)
+    t0 = time.monotonic()
+    mon_port = free_port(address)
+    rgw_port = port or free_port(address)
+    fsid = str(uuid.uuid4())
+    (directory / "ceph.conf").write_text(_conf(directory, fsid, address, mon_port, rgw_port))
+    c = _Cluster(directory)
+    pids: dict[str, int] = {}
+    try:
+        # --addv with an explicit v1 address: with a non-default port monmaptool would assume msgr v2.
+        subprocess.run(
+            ["monmaptool", "--create", "--addv", "a", f"[v1:{address}:{mon_port}]", "--fsid", fsid, "monmap"],
+            cwd=directory,
+            capture_output=True,
+            check=True,
+        )
+        c.run("ceph-mon", "--mkfs", "-i", "a", "--monmap", str(directory / "monmap"))
+        pids["mon"] = c.daemon("mon", "ceph-mon", "-i", "a")
+        _wait_port(address, mon_port, pids["mon"], "ceph-mon")
+        c.run("ceph", "osd", "create")
+        c.run("ceph-osd", "-i", "0", "--mkfs")
+        pids["osd"] = c.daemon("osd", "ceph-osd", "-i", "0")
+        c.run("ceph", "osd", "crush", "add", "osd.0", "1.0", "host=localhost", "root=default")
+        _save(directory, pids, address, rgw_port, region)
+        # RGW creates the default zonegroup on its first start; its api_name (the only location a
+        # bucket may be created in) is then set and RGW restarted to serve it.
+        pids["rgw"] = c.daemon("rgw", "radosgw", "-n", _NAME)
+        _wait_port(address, rgw_port, pids["rgw"], "radosgw", timeout=90)
+        zonegroup = json.loads(c.admin("zonegroup", "get"))
+        zonegroup["api_name"] = region
+        (directory / "zonegroup.json").write_text(json.dumps(zonegroup))
+        c.admin("zonegroup", "set", "--infile", str(directory / "zonegroup.json"))
+        _terminate([pids.pop("rgw")])
+        pids["rgw"] = c.daemon("rgw", "radosgw", "-n", _NAME)
+        _save(directory, pids, address, rgw_port, region)
+        _wait_port(address, rgw_port, pids["rgw"], "radosgw", timeout=90)
+        for user in users:
+            c.admin(
+                "user",
+                "create",
+                f"--uid={user.uid}",
+                f"--display-name={user.uid}",
+                f"--access-key={user.access_key}",
+                f"--secret={user.secret_key}",
+            )
+    except BaseException:
+        stop(directory)
+        raise
+    endpoint = f"http://{address}:{rgw_port}"
+    say(f"Ceph RGW {endpoint} (zonegroup api_name {region}) up in {time.monotonic() - t0:.1f} s")
+    return Gateway(directory, endpoint, region, pids)
+
+
+def _save(directory: Path, pids: dict[str, int], address: str, port: int, region: str) -> None:
+    state = {"pids": pids, "address": address, "port": port, "region": region}
+    (directory / _STATE).write_text(json.dumps(state))
+
+
+def load(directory: Path) -> Gateway | None:
+    """The gateway recorded in ``directory`` if all its processes still run."""
+    try:
+        state = json.loads((directory / _STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    pids = {str(k): int(v) for k, v in state["pids"].items()}
+    if set(pids) != {"mon", "osd", "rgw"} or not all(_alive(p) for p in pids.values()):
+        return None
+    return Gateway(directory, f"http://{state['address']}:{state['port']}", str(state["region"]), pids)
+
+
+def _terminate(pids: list[int], timeout: float = 20) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    # A ceph-osd takes seconds to exit; a new cluster in the same directory before then hangs.
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def stop(directory: Path) -> bool:
+    """Stop the gateway recorded in ``directory``; whether one was running."""
+    try:
+        state = json.loads((directory / _STATE).read_text())
+        pids = [int(p) for p in state["pids"].values()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    _terminate(pids)
+    (directory / _STATE).unlink(missing_ok=True)
+    return True
