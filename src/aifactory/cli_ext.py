@@ -333,3 +333,13 @@ def _audit(sub: argparse._SubParsersAction) -> None:
         help="write the report of a site that fails its policies too (the exit status is still 2)",
     )
     p.set_defaults(func=cmd_audit)
+
+
+# -- object storage and evidence ----------------------------------------------------------
+
+
+@_register
+def _storage(sub: argparse._SubParsersAction) -> None:
+    from .storage.cli import register
+
+    register(sub)

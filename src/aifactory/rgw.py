@@ -124,6 +124,26 @@ class _Cluster:
         return proc.pid
 
 
+def _start_osd(c: _Cluster, attempts: int = 3) -> int:
+    """Start osd.0 and wait until the monitor has it up.
+
+    Seen here now and then: a fresh OSD's first start-up command is refused ('wrong fsid') and the
+    OSD exits; started again a moment later it comes up. So: up to ``attempts`` starts.
+    """
+    for attempt in range(1, attempts + 1):
+        pid = c.daemon("osd", "ceph-osd", "-i", "0")
+        end = time.monotonic() + 30
+        while time.monotonic() < end and _alive(pid):
+            stat = json.loads(c.run("ceph", "osd", "stat", "--format", "json"))
+            if int(stat.get("num_up_osds", stat.get("osdmap", {}).get("num_up_osds", 0))) >= 1:
+                return pid
+            time.sleep(0.3)
+        _terminate([pid])
+        if attempt < attempts:
+            time.sleep(1)
+    raise OperationError(f"RGW harness: ceph-osd did not come up in {attempts} starts (see {c.directory}/log)")
+
+
 def _wait_port(address: str, port: int, pid: int, what: str, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -185,14 +205,18 @@ def start(
         c.run("ceph-mon", "--mkfs", "-i", "a", "--monmap", str(directory / "monmap"))
         pids["mon"] = c.daemon("mon", "ceph-mon", "-i", "a")
         _wait_port(address, mon_port, pids["mon"], "ceph-mon")
-        c.run("ceph", "osd", "create")
-        c.run("ceph-osd", "-i", "0", "--mkfs")
-        pids["osd"] = c.daemon("osd", "ceph-osd", "-i", "0")
+        # The OSD registers under the uuid it was made with; without one, its start-up "osd create"
+        # can meet a nil uuid on osd.0 and be refused ('wrong fsid', seen here).
+        osd_uuid = str(uuid.uuid4())
+        c.run("ceph", "osd", "create", osd_uuid, "0")
+        c.run("ceph-osd", "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
+        pids["osd"] = _start_osd(c)
         c.run("ceph", "osd", "crush", "add", "osd.0", "1.0", "host=localhost", "root=default")
         _save(directory, pids, address, rgw_port, region)
         # RGW creates the default zonegroup on its first start; its api_name (the only location a
         # bucket may be created in) is then set and RGW restarted to serve it.
         pids["rgw"] = c.daemon("rgw", "radosgw", "-n", _NAME)
+        _save(directory, pids, address, rgw_port, region)
         _wait_port(address, rgw_port, pids["rgw"], "radosgw", timeout=90)
         zonegroup = json.loads(c.admin("zonegroup", "get"))
         zonegroup["api_name"] = region
@@ -203,20 +227,29 @@ def start(
         _save(directory, pids, address, rgw_port, region)
         _wait_port(address, rgw_port, pids["rgw"], "radosgw", timeout=90)
         for user in users:
-            c.admin(
-                "user",
-                "create",
-                f"--uid={user.uid}",
-                f"--display-name={user.uid}",
-                f"--access-key={user.access_key}",
-                f"--secret={user.secret_key}",
-            )
+            add_user(directory, user)
     except BaseException:
         stop(directory)
         raise
     endpoint = f"http://{address}:{rgw_port}"
     say(f"Ceph RGW {endpoint} (zonegroup api_name {region}) up in {time.monotonic() - t0:.1f} s")
     return Gateway(directory, endpoint, region, pids)
+
+
+def add_user(directory: Path, user: User) -> None:
+    """An S3 user with the given keys; a user already there is left as it is."""
+    try:
+        _Cluster(directory).admin(
+            "user",
+            "create",
+            f"--uid={user.uid}",
+            f"--display-name={user.uid}",
+            f"--access-key={user.access_key}",
+            f"--secret={user.secret_key}",
+        )
+    except OperationError as exc:
+        if f"user: {user.uid} exists" not in str(exc):
+            raise
 
 
 def _save(directory: Path, pids: dict[str, int], address: str, port: int, region: str) -> None:

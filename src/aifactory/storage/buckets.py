@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from .s3 import StoreError, absent, call
+from .s3 import StoreError, absent, call, translate
 
 Say = Callable[[str], None]
 
@@ -104,7 +104,9 @@ def _optional(what: str, fn: Callable[[], Any], *missing: str) -> Any:
     except ClientError as exc:
         if absent(exc, *missing):
             return None
-        return call(what, fn)  # re-raise through the one error path
+        raise translate(what, exc) from None
+    except BotoCoreError as exc:
+        raise translate(what, exc) from None
 
 
 def read(s3: Any, name: str, where: str) -> Live:
@@ -114,7 +116,13 @@ def read(s3: Any, name: str, where: str) -> Live:
     except ClientError as exc:
         if absent(exc, "404", "NoSuchBucket", "NotFound"):
             return Live(name, exists=False)
-        call(f"{where}: read", s3.head_bucket, Bucket=name)
+        if absent(exc, "403", "Forbidden"):
+            # A HEAD answer has no body, so no error code: ask again with a GET to learn which refusal
+            # (wrong keys, or a bucket owned by another account).
+            call(f"{where}: read", s3.get_bucket_location, Bucket=name)
+        raise translate(f"{where}: read", exc) from None
+    except BotoCoreError as exc:
+        raise translate(f"{where}: read", exc) from None
     loc = call(f"{where}: read location", s3.get_bucket_location, Bucket=name).get("LocationConstraint")
     ver = call(f"{where}: read versioning", s3.get_bucket_versioning, Bucket=name).get("Status")
     lock = _optional(
@@ -199,7 +207,9 @@ def converge(s3: Any, spec: dict[str, Any], where: str, say: Say = lambda _m: No
         except ClientError as exc:
             # Ours already (a create cut short, or a race with another run): converge it.
             if not absent(exc, "BucketAlreadyOwnedByYou"):
-                call(f"{where}: create", s3.create_bucket, **kwargs)
+                raise translate(f"{where}: create", exc) from None
+        except BotoCoreError as exc:
+            raise translate(f"{where}: create", exc) from None
         done.append("created")
         live = read(s3, name, where)
     problems = [d for d in drift(spec, live) if not d.repairable]

@@ -72,19 +72,24 @@ def code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def translate(what: str, exc: Exception) -> StoreError:
+    """The one line a failed S3 call becomes."""
+    if isinstance(exc, ClientError):
+        c = code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+        meaning = _MEANING.get(c) or (exc.response.get("Error", {}).get("Message") or "refused")
+        return StoreError(f"{what}: {meaning} ({c or 'HTTP'} {status})")
+    if isinstance(exc, (EndpointConnectionError, ConnectionError)):
+        return StoreError(f"{what}: the store did not answer ({type(exc).__name__}: {exc})")
+    return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+
+
 def call(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one S3 call; a failure becomes a StoreError whose text starts with ``what``."""
     try:
         return fn(*args, **kwargs)
-    except ClientError as exc:
-        c = code(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
-        meaning = _MEANING.get(c) or (exc.response.get("Error", {}).get("Message") or "refused")
-        raise StoreError(f"{what}: {meaning} ({c or 'HTTP'} {status})") from None
-    except (EndpointConnectionError, ConnectionError) as exc:
-        raise StoreError(f"{what}: the store did not answer ({type(exc).__name__}: {exc})") from None
-    except BotoCoreError as exc:
-        raise StoreError(f"{what}: {type(exc).__name__}: {exc}") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(what, exc) from None
 
 
 def absent(exc: ClientError, *codes: str) -> bool:
