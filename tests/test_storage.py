@@ -108,7 +108,7 @@ def project(
     root.mkdir(exist_ok=True)
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
     shutil.copytree(ROOT / "stacks", root / "stacks", ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-    for extra in ("roles", "inventories", "playbooks"):
+    for extra in ("roles", "inventories", "playbooks", "templates"):
         if (ROOT / extra).exists() and not (root / extra).exists():
             (root / extra).symlink_to(ROOT / extra)
     path = root / "stacks" / "Pulumi.lab.yaml"
@@ -501,3 +501,20 @@ def test_secrets_never_reach_a_repr():
     stack = load_stack(ROOT, "lab")
     assert stack.s3_credential is not None
     assert stack.s3_credential.secret_ciphertext not in repr(stack)
+
+
+def test_the_audit_shows_the_live_store_beside_the_declaration(gateway, tmp_path, capsys):
+    root = project(tmp_path, gateway, "a1")
+    out_dir = tmp_path / "audit"
+    assert run(capsys, root, "audit", "lab", "--out", str(out_dir), "--live-store")[0] == 0
+    (md,) = out_dir.glob("*.md")
+    text = md.read_text()
+    assert "| `a1-evidence` | evidence | lab, versioning on, lock COMPLIANCE 30 d | MISSING |" in text
+    assert run(capsys, root, "storage", "apply", "lab")[0] == 0
+    assert run(capsys, root, "audit", "lab", "--out", str(out_dir), "--live-store")[0] == 0
+    text = md.read_text()
+    assert (
+        "| `a1-evidence` | evidence | lab, versioning on, lock COMPLIANCE 30 d | lab, versioning on, lock COMPLIANCE 30 d |"
+        in text
+    )
+    assert "The store was read when this report was written" in text

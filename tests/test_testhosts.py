@@ -190,6 +190,24 @@ def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path)
     assert not again.failed_hosts
 
 
+def test_the_lab_object_store_is_a_real_rgw_on_the_bridge(stack, hosts, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(ROOT / "stacks" / "lab.passphrase"))
+    code, out, err = cli("storage", "apply", "lab")
+    assert code == 0, out + err
+    assert "site lab, bucket lab-evidence:" in out
+    code, out, _ = cli("storage", "check", "lab")
+    assert code == 0 and "site lab, bucket lab-evidence: ok (lab, versioning on, lock COMPLIANCE 30d)" in out
+    record = tmp_path / "record.txt"
+    record.write_text("lab run\n")
+    assert cli("evidence", "push", "lab", str(record))[0] == 0
+    code, out, _ = cli("evidence", "check", "lab")
+    assert code == 0 and "record(s) proven" in out and "FAILED" not in out
+    # The nodes reach the store on the bridge, as a real site's nodes reach theirs.
+    first = stack.site.nodes[0].hostname
+    probe = ssh(first, "exec 3<>/dev/tcp/172.29.0.1/9000 && echo open")
+    assert probe.stdout.strip() == "open", probe.stderr
+
+
 def test_down_after_a_crash_leaves_nothing(stack, hosts):
     layout = testvm.Layout(SITE)
     layout.state_file.unlink()  # as if `up` had died half-way

@@ -70,7 +70,43 @@ def _commit(root: Path) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else "unknown"
 
 
-def report_context(root: Path, stack: Stack, as_of: date, rev: str | None) -> dict[str, Any]:
+def _bucket_facts(region: str | None, versioning: bool, lock: dict[str, Any] | None) -> str:
+    locked = f"lock {lock['mode']} {lock['days']} d" if lock else "no lock"
+    return f"{region or '(default region)'}, versioning {'on' if versioning else 'off'}, {locked}"
+
+
+def storage_rows(stack: Stack, live: dict[str, Any] | str | None) -> tuple[str, list[dict[str, str]]]:
+    """Each declared bucket beside what the live store says (``live``: per-bucket state, or why it was not read)."""
+    if isinstance(live, dict):
+        note = "The store was read when this report was written: each bucket's location, versioning and lock."
+    elif isinstance(live, str):
+        note = f"The store was not reached: {live}"
+    else:
+        note = "The live store was not read (aifactory audit --live-store reads it)."
+    rows = []
+    for b in stack.site.storage.object_store.buckets:
+        lock = {"mode": b.object_lock.mode, "days": b.object_lock.days} if b.object_lock else None
+        state = live.get(b.name) if isinstance(live, dict) else None
+        if state is None:
+            said = "not read"
+        elif not state.exists:
+            said = "MISSING"
+        else:
+            said = _bucket_facts(state.region, state.versioning, state.object_lock)
+        rows.append(
+            {
+                "name": b.name,
+                "role": b.role,
+                "declared": _bucket_facts(stack.site.storage.object_store.region, b.versioning, lock),
+                "live": said,
+            }
+        )
+    return note, rows
+
+
+def report_context(
+    root: Path, stack: Stack, as_of: date, rev: str | None, *, live: dict[str, Any] | str | None = None
+) -> dict[str, Any]:
     site = stack.site
     stacks = [stack] + [load_stack(root, n) for n in list_stacks(root) if n != stack.name]
     results: list[Result] = evaluate_sites(stacks, only={stack.name}, as_of=as_of)
@@ -91,6 +127,7 @@ def report_context(root: Path, stack: Stack, as_of: date, rev: str | None) -> di
         }
         for p in site.pools
     ]
+    store_note, buckets = storage_rows(stack, live)
     g = site.gpu_stack
     command = f"aifactory audit {stack.name} --out DIR --as-of {as_of.isoformat()}" + (
         f" --against {rev}" if rev else ""
@@ -116,6 +153,8 @@ def report_context(root: Path, stack: Stack, as_of: date, rev: str | None) -> di
         "verdict": "FAIL" if counts["error"] else "PASS",
         "rev": rev,
         "changes": changes,
+        "store_note": store_note,
+        "buckets": buckets,
         "resources": sorted(plan.counts().items()),
         "resource_total": len(plan.resources),
         "inputs": sorted(inputs.parts.items()),
@@ -152,8 +191,10 @@ def check_out_dir(out: Path) -> Path:
     return out
 
 
-def write_report(root: Path, stack: Stack, out: Path, as_of: date, rev: str | None) -> list[Path]:
-    context = report_context(root, stack, as_of, rev)
+def write_report(
+    root: Path, stack: Stack, out: Path, as_of: date, rev: str | None, *, live: dict[str, Any] | str | None = None
+) -> list[Path]:
+    context = report_context(root, stack, as_of, rev, live=live)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(root / "templates"),
         autoescape=jinja2.select_autoescape(["html.j2"]),

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, Problem
+
+if TYPE_CHECKING:  # imported lazily at run time: the CLI starts without loading them
+    from .bootstrap import RunResult
+    from .stackfile import Stack
+    from .verify.runner import NodeResult
 
 REGISTER: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -172,6 +178,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from .cli import gated
     from .errors import OperationError
     from .plan import run_plan
+    from .storage import evidence
+    from .storage import site as storage_site
     from .verify import runner
 
     root = _root(args)
@@ -207,7 +215,20 @@ def cmd_lab(args: argparse.Namespace) -> int:
         step("verify")
         results = runner.run(stack, root)
         print(runner.table(results))
-        if any(r.failed for r in results):
+        step(f"object store of {site}: apply, then check")
+        client = _lab_store(stack, root)
+        applied = storage_site.apply(stack, client)
+        if any(r.error for r in applied):
+            return 1
+        report = storage_site.check(stack, client)
+        print("store as declared" if report.clean else "\n".join(str(d) for d in report.drift))
+        step("evidence: record the run, push it, prove it")
+        files = _write_evidence(root, stack, first, results, report.live)
+        evidence.push(stack, client, files)
+        proofs = evidence.check(stack, client, say=lambda _m: None)
+        bad = [p for p in proofs if p.problems]
+        print(f"{len(proofs) - len(bad)} of {len(proofs)} record(s) in the evidence store proven")
+        if any(r.failed for r in results) or not report.clean or bad:
             return 1
     finally:
         if not args.keep:
@@ -217,9 +238,43 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_store(stack: Stack, root: Path) -> Any:
+    from .storage import site as storage_site
+    from .testvm import lab_passphrase_env
+
+    creds = storage_site.credentials(stack, lab_passphrase_env(root, stack.site.code))
+    return storage_site.connect(stack, creds)
+
+
+def _write_evidence(
+    root: Path, stack: Stack, run: RunResult, results: list[NodeResult], live: dict[str, Any]
+) -> list[Path]:
+    """The run's records: audit report, verify results (JUnit and JSON) and the bootstrap summary."""
+    import time
+    from datetime import date
+
+    from .audit import write_report
+    from .bootstrap import summary
+    from .storage.cli import EVIDENCE_SUFFIX
+    from .verify import runner
+
+    out = root / "runs" / stack.name / (time.strftime("%Y%m%dT%H%M%S") + EVIDENCE_SUFFIX)
+    out.mkdir(parents=True, exist_ok=True)
+    files = list(write_report(root, stack, out, date.today(), None, live=live))
+    runner.write_junit(results, stack.name, out / "verify.xml")
+    runner.write_json(results, stack.name, out / "verify.json")
+    (out / "bootstrap-summary.txt").write_text(summary(run) + "\n")
+    files += [out / "verify.xml", out / "verify.json", out / "bootstrap-summary.txt"]
+    print(f"{len(files)} record(s) written to {out.relative_to(root)}")
+    return files
+
+
 @_register
 def _lab(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lab", help="the whole job on the lab site: validate, plan, inventory, hosts, bootstrap, verify")
+    p = sub.add_parser(
+        "lab",
+        help="the whole job on the lab site: validate, plan, inventory, hosts, bootstrap, verify, storage, evidence",
+    )
     p.add_argument("--site", default="lab", help=argparse.SUPPRESS)
     p.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
     p.set_defaults(func=cmd_lab)
@@ -311,13 +366,30 @@ def cmd_audit(args: argparse.Namespace) -> int:
         stack = load_stack(root, site_args([args.site])[0])
     else:
         (stack,) = gated(root, [args.site])
-    for path in write_report(root, stack, out, as_of, args.against):
+    live: dict | str | None = None
+    if args.live_store:
+        live = _live_store(stack)
+    for path in write_report(root, stack, out, as_of, args.against, live=live):
         print(path)
     if args.even_if_failing:
         from .policy import gate
 
         gate([stack], root, as_of)
     return 0
+
+
+def _live_store(stack: Stack) -> dict | str:
+    """What the site's store says of each bucket, or why it could not be read (the report says which)."""
+    from .storage import s3
+    from .storage import site as storage_site
+
+    try:
+        client = storage_site.connect(stack, storage_site.credentials(stack), attempts=2)
+        return storage_site.check(stack, client).live
+    except ConfigError as exc:
+        return "; ".join(p.message for p in exc.problems)
+    except s3.StoreError as exc:
+        return str(exc)
 
 
 @_register
@@ -327,6 +399,11 @@ def _audit(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--against", metavar="REV", help="include the diff against this git revision")
     p.add_argument("--as-of", metavar="YYYY-MM-DD", help="date the policies judge against (default today)")
+    p.add_argument(
+        "--live-store",
+        action="store_true",
+        help="read the site's object store and show each bucket's location, versioning and lock beside the stack's",
+    )
     p.add_argument(
         "--even-if-failing",
         action="store_true",

@@ -362,6 +362,43 @@ def ensure_mirror(layout: Layout, state: State, port: int, say: Say) -> None:
 # -- the root filesystem -------------------------------------------------------------------
 
 
+def lab_passphrase_env(root: Path, site_code: str) -> dict[str, str]:
+    """The environment with the stack passphrase: the caller's, else the lab's public file for the lab."""
+    env = dict(os.environ)
+    if site_code == "lab" and not ({"PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"} & set(env)):
+        env["PULUMI_CONFIG_PASSPHRASE_FILE"] = str(root / "stacks" / "lab.passphrase")
+    return env
+
+
+def ensure_object_store(stack: Stack, root: Path, layout: Layout, gateway: str, say: Say) -> None:
+    """The site's object store as a one-node Ceph RGW on the bridge, when the stack puts it there.
+
+    Its zonegroup's api_name is the store's region (RGW then refuses any other location), and its
+    owner account has the keys the stack holds, so the stack reaches it as it reaches a real store.
+    """
+    from . import rgw
+    from .storage.site import credentials
+
+    store = stack.site.storage.object_store
+    url = urlsplit(store.url)
+    if url.hostname != gateway:
+        say(f"object store: {store.url} is not on the bridge; the lab does not start one")
+        return
+    directory = layout.dir / "rgw"
+    if rgw.load(directory) is not None:
+        say(f"object store: Ceph RGW on {gateway}:{url.port or 80} already up")
+        return
+    creds = credentials(stack, lab_passphrase_env(root, stack.site.code))
+    rgw.start(
+        directory,
+        region=store.region,
+        users=[rgw.User(f"{stack.site.code}-owner", creds.access_key_id, creds.secret_access_key)],
+        address=gateway,
+        port=url.port or 80,
+        say=lambda m: say(f"object store: {m}"),
+    )
+
+
 def rootfs_dir(debian_mirror: str) -> Path:
     key = sha256(f"{SUITE}|{','.join(ROOTFS_PACKAGES)}|{debian_mirror}|v1".encode()).hexdigest()[:12]
     return CACHE_ROOT / "rootfs" / f"{SUITE}-{key}"
@@ -493,6 +530,7 @@ def up(stack: Stack, root: Path, say: Say = _say) -> State:
     ensure_artifacts(site, say)
     ensure_mirror(layout, state, mirror_port, say)
     save_state(layout, state)
+    ensure_object_store(stack, root, layout, gw, say)
     rootfs = ensure_rootfs(site, say)
     state.rootfs = str(rootfs)
     if not layout.key.is_file():
@@ -585,6 +623,9 @@ def _our_processes(layout: Layout) -> Iterator[int]:
             b"systemd-nspawn" in cmdline
             or b"apt-cacher-ng" in cmdline
             or b"http.server" in cmdline
+            or b"ceph-mon" in cmdline
+            or b"ceph-osd" in cmdline
+            or b"radosgw" in cmdline
             or b"ssh" in cmdline
         ):
             yield int(proc.name)
@@ -626,12 +667,16 @@ def down(site_code: str, say: Say = _say) -> list[str]:
     if nspawn:
         _stop(nspawn, grace=30)
         removed.append(f"{len(nspawn)} host(s) powered off")
+    from . import rgw
+
+    if rgw.stop(layout.dir / "rgw"):
+        removed.append("object store (Ceph RGW) stopped")
     helpers = list(_our_processes(layout))
     if state:
         helpers += [p for p in (state.proxy_pid, state.mirror_pid) if _alive(p) and p not in helpers]
     if helpers:
         _stop(helpers, grace=5)
-        removed.append(f"{len(helpers)} helper process(es) stopped (package proxy, artifact mirror, ssh)")
+        removed.append(f"{len(helpers)} helper process(es) stopped (package proxy, artifact mirror, object store, ssh)")
     for point in _our_mounts(layout):
         if _run(["umount", point]).returncode != 0:
             _must(["umount", "-l", point], f"unmounting {point}")
