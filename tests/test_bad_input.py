@@ -49,6 +49,21 @@ CASES = {
         "      password: hunter2",
         "aifactory:bmcCredentials.gpu.password: [secrets.plaintext] plaintext credential",
     ),
+    "plaintext S3 secret key": (
+        "    secret_access_key:\n      secure: v1:BY8pivftR7u/BK/l:",
+        "    secret_access_key: hunter2\n    x_secure: v1:BY8pivftR7u/BK/l:",
+        "aifactory:objectStoreCredentials.secret_access_key: [secrets.plaintext] plaintext credential",
+    ),
+    "bad S3 access key": (
+        "access_key_id: AIFACTORYLABOWNER01",
+        "access_key_id: 'AKIA; rm -rf /'",
+        "aifactory:objectStoreCredentials.access_key_id: required: 8-128 of A-Z a-z 0-9",
+    ),
+    "evidence bucket without a lock": (
+        "role: evidence, classification: internal, object_lock: {days: 30}}",
+        "role: evidence, classification: internal}",
+        "aifactory:site.storage.object_store.buckets[1]: an evidence bucket needs object_lock with mode COMPLIANCE",
+    ),
     "YAML syntax error": (
         "    code: lab\n",
         "    code: [lab\n",

@@ -518,3 +518,19 @@ def test_the_audit_shows_the_live_store_beside_the_declaration(gateway, tmp_path
         in text
     )
     assert "The store was read when this report was written" in text
+
+
+def test_the_program_declares_each_bucket_as_a_dynamic_resource_without_keys():
+    from aifactory.plan import render_json, run_plan
+
+    stack = load_stack(ROOT, "lab")
+    plan = run_plan(stack)
+    created = plan.of_type("pulumi-python:dynamic/aifactory:S3Bucket")
+    assert sorted(r.inputs["bucket"] for r in created) == ["lab-datasets", "lab-evidence"]
+    declared = {d["bucket"]: d for d in spec.site_specs(stack.site)}
+    for r in created:
+        assert plan.parent_key(r) == f"aifactory:storage:Bucket::bucket-{r.inputs['bucket']}"
+        # Pulumi drops None inputs; everything else is the spec, and nothing but the spec.
+        assert r.inputs == {k: v for k, v in declared[r.inputs["bucket"]].items() if v is not None}
+    assert stack.s3_credential is not None
+    assert stack.s3_credential.access_key_id not in render_json(plan)

@@ -134,7 +134,10 @@ def _start_osd(c: _Cluster, attempts: int = 3) -> int:
         pid = c.daemon("osd", "ceph-osd", "-i", "0")
         end = time.monotonic() + 30
         while time.monotonic() < end and _alive(pid):
-            stat = json.loads(c.run("ceph", "osd", "stat", "--format", "json"))
+            try:
+                stat = json.loads(c.run("ceph", "osd", "stat", "--format", "json", timeout=20))
+            except (OperationError, ValueError):
+                stat = {}  # the same transient refusal (EPERM) can meet this query: ask again
             if int(stat.get("num_up_osds", stat.get("osdmap", {}).get("num_up_osds", 0))) >= 1:
                 return pid
             time.sleep(0.3)
