@@ -11,6 +11,8 @@ import hashlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -431,6 +433,13 @@ def test_throttling_is_retried_and_a_create_cut_short_converges_on_the_next_run(
 # -- the Pulumi dynamic provider, through Pulumi's own (de)serialisation ---------------------
 
 
+_UNPICKLE = """
+import base64, sys, dill
+p = dill.loads(base64.b64decode(sys.stdin.read()))
+print(type(p).__module__ + "." + type(p).__name__, p._creds)
+"""
+
+
 def test_the_pickled_provider_holds_no_credentials_and_configure_supplies_them(gateway, tmp_path):
     import dill
     from pulumi.dynamic import ConfigureRequest
@@ -457,6 +466,16 @@ def test_the_pickled_provider_holds_no_credentials_and_configure_supplies_them(g
     # module starts its gRPC server): unpickle the provider, then configure it with the stack's config.
     live = dill.loads(base64.b64decode(blob))
     assert live._creds is None
+    # A fresh interpreter, as the provider process is, loads the same bytes (by reference, from this module).
+    fresh = subprocess.run(
+        [sys.executable, "-c", _UNPICKLE],
+        input=blob,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert fresh.returncode == 0 and fresh.stdout.strip() == "aifactory.storage.provider.BucketProvider None", fresh
     live.configure(ConfigureRequest(Config(raw_config=config, project_name="aifactory")))
     created = live.create(props)
     assert created.id == "p1-datasets" and created.outs == desired

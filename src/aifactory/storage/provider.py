@@ -1,13 +1,15 @@
 """The Pulumi dynamic provider for a site's buckets: ``pulumi up`` creates and converges them with boto3.
 
-Pulumi pickles a dynamic provider with dill into the stack's state and, in the provider process,
-unpickles it and calls :meth:`BucketProvider.configure` with the stack's configuration (the CLI
-decrypts secure values for it). So the credentials are read only there, from
+Pulumi pickles a dynamic provider with dill into the resource's ``__provider`` property and, in
+its provider process, unpickles it and calls :meth:`BucketProvider.configure` with the stack's
+configuration (the CLI decrypts secure values for it). What Pulumi's own tracker says shaped this:
+whatever a provider captures is pickled into the state, which is why ``__provider`` is always
+marked secret (pulumi/pulumi#8265, #13315, opt-out in #15539); ``configure`` is the supported way
+to read configuration inside the provider. So the keys are read only there, from
 ``aifactory:objectStoreCredentials``: the instance the program pickles holds none, and the
-resource's inputs and outputs hold none, so neither the pickled provider nor the state carries a
-key (pulumi/pulumi issues on Python dynamic providers: secrets captured by dill end up in state;
-``configure`` arrived to read provider configuration instead). The class is pickled by reference,
-so the provider process imports this module from the project's virtualenv.
+resource's inputs and outputs hold none. With this SDK (3.272) dill pickles the class by
+reference (pulumi/pulumi#7453 is about classes outside ``__main__``), so the provider process
+imports this module from the project's virtualenv; importing it registers nothing.
 """
 
 from __future__ import annotations
