@@ -19,7 +19,9 @@ from .plan import Plan
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # Pulumi-side resources that never reach the API server.
-_NOT_OBJECTS = ("pulumi:", "aifactory:")
+# Kubernetes objects are the resources of the kubernetes provider; components, providers and the
+# dynamic bucket resources (S3, not Kubernetes) are not.
+_KUBERNETES = "kubernetes:"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def objects(plan: Plan) -> list[dict[str, Any]]:
     """Every Kubernetes object the plan registers, in plan order (Helm releases excluded)."""
     out = []
     for reg in plan.resources:
-        if reg.type.startswith(_NOT_OBJECTS) or reg.type == HELM_RELEASE:
+        if not reg.type.startswith(_KUBERNETES) or reg.type == HELM_RELEASE:
             continue
         out.append(reg.inputs)
     return out

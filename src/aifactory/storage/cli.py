@@ -32,7 +32,7 @@ def cmd_storage_apply(args: argparse.Namespace) -> int:
     print(f"storage apply {stack.site.code}: {len(store.buckets)} bucket(s) at {store.url} (region {store.region})")
     results = site.apply(stack, client)
     failed = [r.bucket for r in results if r.error]
-    extra = [b for b in site.check(stack, client).extra] if not failed else []
+    extra = site.extra_buckets(stack, client) if not failed else []
     for name in extra:
         print(f"site {stack.site.code}, bucket {name}: on the store but not declared; left as it is (never deleted)")
     changed = sum(1 for r in results if r.actions)

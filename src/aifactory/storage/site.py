@@ -100,6 +100,12 @@ class CheckReport:
         }
 
 
+def extra_buckets(stack: Stack, client: Any) -> list[str]:
+    """Buckets the store's account owns that the stack does not declare."""
+    declared = {b.name for b in stack.site.storage.object_store.buckets}
+    return [b for b in buckets.owned_buckets(client, f"site {stack.site.code}") if b not in declared]
+
+
 def check(stack: Stack, client: Any) -> CheckReport:
     """Read the live store; report each declared bucket's drift and the buckets nobody declared."""
     desired = spec.site_specs(stack.site)
@@ -107,7 +113,5 @@ def check(stack: Stack, client: Any) -> CheckReport:
     found: list[buckets.Drift] = []
     for d in desired:
         found.extend(buckets.drift(d, live[d["bucket"]]))
-    declared = {d["bucket"] for d in desired}
-    extra = [b for b in buckets.owned_buckets(client, f"site {stack.site.code}") if b not in declared]
     store = stack.site.storage.object_store
-    return CheckReport(stack.site.code, store.url, live, found, extra)
+    return CheckReport(stack.site.code, store.url, live, found, extra_buckets(stack, client))
