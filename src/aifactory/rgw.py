@@ -58,6 +58,8 @@ def free_port(address: str) -> int:
         return int(s.getsockname()[1])
 
 
+# tcp_nodelay=1: without it every GET answer with a body waited about 40 ms here (Nagle's algorithm
+# meeting the client's delayed ACK), 44 ms against 1.5 ms per read measured on this machine.
 def _conf(directory: Path, fsid: str, address: str, mon_port: int, rgw_port: int) -> str:
     d = directory
     return f"""[global]
@@ -86,7 +88,7 @@ osd objectstore = memstore
 memstore device bytes = 1073741824
 osd data = {d}/osd$id
 [{_NAME}]
-rgw frontends = beast endpoint={address}:{rgw_port}
+rgw frontends = beast endpoint={address}:{rgw_port} tcp_nodelay=1
 rgw dns name = {address}
 """
 
