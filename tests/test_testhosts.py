@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,19 @@ def hosts(stack):
     testvm.down(SITE, say=lambda _m: None)
 
 
+@pytest.fixture
+def progress(request: pytest.FixtureRequest):
+    """Task lines of a bootstrap on the terminal as they arrive: pytest's capture does not hide them."""
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    t0 = time.monotonic()
+
+    def say(line: str) -> None:
+        if reporter is not None and (line.startswith("TASK") or "FAILED" in line or "UNREACHABLE" in line):
+            reporter.write_line(f"    [{time.monotonic() - t0:5.0f} s] {line}")
+
+    return say
+
+
 def ssh(host: str, command: str) -> subprocess.CompletedProcess[str]:
     config = testvm.ssh_config_for(SITE)
     return subprocess.run(["ssh", "-F", str(config), host, command], capture_output=True, text=True, check=False)
@@ -69,8 +83,8 @@ def test_hosts_reach_packages_only_through_the_mirror(stack, hosts):
     assert "default" not in out.stdout, out.stdout
 
 
-def test_first_bootstrap_installs_everything(stack, hosts):
-    result = run_playbook(stack, ROOT, say=print, quiet=True)
+def test_first_bootstrap_installs_everything(stack, hosts, progress):
+    result = run_playbook(stack, ROOT, say=progress)
     assert result.rc == 0, result.artifacts
     assert sorted(result.hosts) == sorted(n.hostname for n in stack.site.nodes)
     assert not result.failed_hosts
@@ -78,14 +92,14 @@ def test_first_bootstrap_installs_everything(stack, hosts):
     assert (result.artifacts / "stdout").is_file()
 
 
-def test_second_bootstrap_changes_nothing(stack, hosts):
-    result = run_playbook(stack, ROOT, say=print, quiet=True)
+def test_second_bootstrap_changes_nothing(stack, hosts, progress):
+    result = run_playbook(stack, ROOT, say=progress)
     assert not result.failed_hosts
     assert {h: s.changed for h, s in result.hosts.items()} == {n.hostname: 0 for n in stack.site.nodes}
 
 
-def test_check_mode_would_change_nothing(stack, hosts):
-    result = run_playbook(stack, ROOT, check=True, say=print, quiet=True)
+def test_check_mode_would_change_nothing(stack, hosts, progress):
+    result = run_playbook(stack, ROOT, check=True, say=progress)
     assert not result.failed_hosts
     assert result.changed_total == 0
 

@@ -471,6 +471,11 @@ def prepare_host(layout: Layout, site: Site, rootfs: Path, *, name: str, ip: str
     peers = "".join(f"{n.management_ip} {n.fqdn} {n.hostname}\n" for n in site.nodes)
     (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n{peers}")
     (etc / "resolv.conf").write_text("# test host: no resolver; mirrors are addressed by IP\n")
+    # A throwaway host need not survive a power cut mid-install: dpkg skips its fsync per file
+    # (dpkg --force-unsafe-io, dpkg(1)). Set here, in the harness's overlay, never by the roles.
+    dpkg_cfg = etc / "dpkg" / "dpkg.cfg.d"
+    dpkg_cfg.mkdir(parents=True, exist_ok=True)
+    (dpkg_cfg / "aifactory-test-host-unsafe-io").write_text("force-unsafe-io\n")
     net = etc / "systemd" / "network"
     net.mkdir(parents=True, exist_ok=True)
     (net / "10-host0.network").write_text(
