@@ -11,7 +11,7 @@ from .test_diff import _git
 def _audit(cli, root, out, *extra, code=0):
     got, stdout, err = cli("audit", "eg", "--out", str(out), "--as-of", "2026-11-23", *extra, root=root)
     assert got == code, err
-    return (out / "audit-eg-index.html").read_text(), (out / "audit-eg-report.md").read_text()
+    return (out / "audit-eg.html").read_text(), (out / "audit-eg.md").read_text()
 
 
 def test_report_is_complete_and_reproducible(workdir, cli, tmp_path, root):

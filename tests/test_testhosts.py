@@ -48,14 +48,15 @@ def hosts(stack):
 
 
 @pytest.fixture
-def progress(request: pytest.FixtureRequest):
-    """Task lines of a bootstrap on the terminal as they arrive: pytest's capture does not hide them."""
+def progress(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]):
+    """Task lines of a bootstrap on the terminal as they arrive, past pytest's capture (capsys.disabled)."""
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
     t0 = time.monotonic()
 
     def say(line: str) -> None:
         if reporter is not None and (line.startswith("TASK") or "FAILED" in line or "UNREACHABLE" in line):
-            reporter.write_line(f"    [{time.monotonic() - t0:5.0f} s] {line}")
+            with capsys.disabled():
+                reporter.write_line(f"    [{time.monotonic() - t0:5.0f} s] {line}")
 
     return say
 

@@ -417,16 +417,18 @@ def test_audit_does_not_follow_a_planted_link(cli, tmp_path):
     out.mkdir()
     victim = tmp_path / "victim"
     victim.write_text("precious")
-    for name in ("audit-lab-index.html", "audit-lab-report.md"):
-        for planted in (f".{name}.tmp", name.replace(".html", ".tmp").replace(".md", ".tmp")):
-            os.symlink(victim, out / planted)
+    planted = {
+        p for name in ("audit-lab.html", "audit-lab.md") for p in (f".{name}.tmp", f"{name}.tmp", "audit-lab.tmp")
+    }
+    for name in sorted(planted):
+        os.symlink(victim, out / name)
     code, _, err = cli("audit", "lab", "--out", str(out), "--as-of", "2026-05-01")
     assert code == 0, err
     assert victim.read_text() == "precious"
-    assert (out / "audit-lab-report.md").is_file() and not (out / "audit-lab-report.md").is_symlink()
-    os.symlink(victim, out / "audit-lab-index.html.lnk")
-    (out / "audit-lab-index.html").unlink()
-    os.symlink(victim, out / "audit-lab-index.html")
+    assert (out / "audit-lab.md").is_file() and not (out / "audit-lab.md").is_symlink()
+    os.symlink(victim, out / "audit-lab.html.lnk")
+    (out / "audit-lab.html").unlink()
+    os.symlink(victim, out / "audit-lab.html")
     code, _, err = cli("audit", "lab", "--out", str(out), "--as-of", "2026-05-01")
     assert code == 2 and "not a regular file" in err
     assert victim.read_text() == "precious"

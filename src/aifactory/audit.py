@@ -29,7 +29,8 @@ from .stackfile import Stack, list_stacks, load_stack, stack_path
 
 PACKAGE = Path(__file__).resolve().parent
 TEMPLATES = ("audit.html.j2", "audit.md.j2")
-TARGETS = (("audit.html.j2", "audit-{site}-index.html"), ("audit.md.j2", "audit-{site}-report.md"))
+# One report, two formats: the same name with two suffixes.
+TARGETS = (("audit.html.j2", "audit-{site}.html"), ("audit.md.j2", "audit-{site}.md"))
 
 
 def _sha(data: bytes) -> str:
@@ -46,12 +47,13 @@ class Inputs:
 
 
 def collect_inputs(root: Path, site: str, as_of: date, rev: str | None) -> Inputs:
-    parts = {"stack": _sha(stack_path(root, site).read_bytes()), "as_of": as_of.isoformat()}
+    # Every stack is labelled the same way, the audited site's own included.
+    parts = {f"stack {site}": _sha(stack_path(root, site).read_bytes()), "as_of": as_of.isoformat()}
     if rev is not None:
         rel = stack_path(root, site).relative_to(root)
         sha = resolve_revision(root, rev, "--against")
         old = subprocess.run(["git", "-C", str(root), "show", f"{sha}:{rel}"], capture_output=True, check=False)
-        parts[f"stack@{sha}"] = _sha(old.stdout)
+        parts[f"stack {site}@{sha}"] = _sha(old.stdout)
     code = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
         code.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")

@@ -1,4 +1,4 @@
-"""`aifactory`: the command line over the site model.
+"""aifactory: the command line over the site model.
 
 Exit status: 0 success, 1 an operation failed (a host, a check), 2 bad input (a stack file,
 an argument). Bad input is printed one problem per line, naming the file and the field.
@@ -198,7 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _extensions():
         register(sub)
+    describe(sub)
     return parser
+
+
+def describe(sub: argparse._SubParsersAction) -> None:
+    """Give every subcommand (and its verbs) its one-line help as the description its --help prints."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, parser in sub.choices.items():
+        if not parser.description and helps.get(name):
+            parser.description = str(helps[name])
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                describe(action)
 
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:

@@ -338,7 +338,7 @@ def _diff(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="hide what must differ between sites (code, city, CIDRs, hostnames, mirrors)",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON (values in full)")
     p.set_defaults(func=cmd_diff)
 
 
@@ -396,7 +396,9 @@ def _live_store(stack: Stack) -> dict | str:
 def _audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="self-contained HTML + Markdown audit report of a site")
     p.add_argument("site", metavar="SITE")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="directory for the report (audit-SITE.html and audit-SITE.md)"
+    )
     p.add_argument("--against", metavar="REV", help="include the diff against this git revision")
     p.add_argument("--as-of", metavar="YYYY-MM-DD", help="date the policies judge against (default today)")
     p.add_argument(
