@@ -636,6 +636,35 @@ def _our_processes(layout: Layout) -> Iterator[int]:
             yield int(proc.name)
 
 
+def _inside_our_hosts(layout: Layout) -> list[int]:
+    """Processes whose root filesystem is one of this site's host overlays.
+
+    A container's init outlives a systemd-nspawn that had to be killed (seen: its systemd, reparented
+    to PID 1, kept the container's network namespace and so its veth, and the next `up` failed with
+    "Failed to add new veth interfaces ... File exists"). Inside its own mount namespace its root
+    reads as "/", so it is found by its root mount: an overlay whose upper directory is ours.
+    """
+    marker = f"upperdir={layout.dir}/"
+    try:
+        ours = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return []
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.readlink(proc / "ns" / "mnt") == ours:
+                continue
+            lines = (proc / "mountinfo").read_text().splitlines()
+        except OSError:
+            continue
+        root = next((line for line in lines if line.split(" ")[4:5] == ["/"]), "")
+        if marker in root:
+            out.append(int(proc.name))
+    return out
+
+
 def _stop(pids: list[int], grace: float) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -672,6 +701,10 @@ def down(site_code: str, say: Say = _say) -> list[str]:
     if nspawn:
         _stop(nspawn, grace=30)
         removed.append(f"{len(nspawn)} host(s) powered off")
+    orphans = _inside_our_hosts(layout)
+    if orphans:
+        _stop(orphans, grace=5)
+        removed.append(f"{len(orphans)} process(es) left inside the hosts stopped")
     from . import rgw
 
     if rgw.stop(layout.dir / "rgw"):
@@ -722,7 +755,7 @@ def status(site_code: str) -> Status:
         mirror=bool(state and _alive(state.mirror_pid)),
         hosts=hosts,
         mounts=_our_mounts(layout),
-        processes=sorted(_our_processes(layout)),
+        processes=sorted(set(_our_processes(layout)) | set(_inside_our_hosts(layout))),
     )
 
 
