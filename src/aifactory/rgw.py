@@ -214,6 +214,7 @@ def start(
         )
         c.run("ceph-mon", "--mkfs", "-i", "a", "--monmap", str(directory / "monmap"))
         pids["mon"] = c.daemon("mon", "ceph-mon", "-i", "a")
+        _save(directory, pids, address, rgw_port, region)  # from here on, stop() finds what to stop
         _wait_port(address, mon_port, pids["mon"], "ceph-mon")
         # The OSD registers under the uuid it was made with; without one, its start-up "osd create"
         # can meet a nil uuid on osd.0 and be refused ('wrong fsid', seen here).
