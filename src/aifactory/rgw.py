@@ -12,11 +12,8 @@ Harness code: the product (``aifactory.storage``) never imports it.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -26,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OperationError
+
+# The test-host harness's process helpers: spawned in a session of their own, found again by pid.
+from .testvm import _alive, _port_open, _spawn, _stop, _wait
 
 PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
 _PROGRAMS = ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
@@ -118,17 +118,14 @@ class _Cluster:
     def admin(self, *argv: str) -> str:
         return self.run("radosgw-admin", "-n", _NAME, *argv)
 
+    def log(self, name: str) -> Path:
+        return self.directory / "log" / f"{name}.out"
+
     def daemon(self, name: str, *argv: str) -> int:
-        log = open(self.directory / "log" / f"{name}.out", "ab")  # noqa: SIM115 - the child owns it
-        proc = subprocess.Popen(
-            [*argv[:1], "-c", self.conf, "-f", *argv[1:]],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        return proc.pid
+        return _spawn([*argv[:1], "-c", self.conf, "-f", *argv[1:]], self.log(name))
+
+    def wait_port(self, address: str, port: int, pid: int, name: str, timeout: float = 60) -> None:
+        _wait(f"{name} on {address}:{port}", lambda: _port_open(address, port), timeout, pid, self.log(name))
 
 
 def _start_osd(c: _Cluster, attempts: int = 3) -> int:
@@ -148,37 +145,10 @@ def _start_osd(c: _Cluster, attempts: int = 3) -> int:
             if int(stat.get("num_up_osds", stat.get("osdmap", {}).get("num_up_osds", 0))) >= 1:
                 return pid
             time.sleep(0.3)
-        _terminate([pid])
+        _stop([pid], grace=20)
         if attempt < attempts:
             time.sleep(1)
     raise OperationError(f"RGW harness: ceph-osd did not come up in {attempts} starts (see {c.directory}/log)")
-
-
-def _wait_port(address: str, port: int, pid: int, what: str, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if not _alive(pid):
-            raise OperationError(f"RGW harness: {what} exited while starting (see its log)")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((address, port)) == 0:
-                return
-        time.sleep(0.1)
-    raise OperationError(f"RGW harness: {what} did not listen on {address}:{port} within {timeout:.0f} s")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except OSError:
-        return False
 
 
 def start(
@@ -215,7 +185,7 @@ def start(
         c.run("ceph-mon", "--mkfs", "-i", "a", "--monmap", str(directory / "monmap"))
         pids["mon"] = c.daemon("mon", "ceph-mon", "-i", "a")
         _save(directory, pids, address, rgw_port, region)  # from here on, stop() finds what to stop
-        _wait_port(address, mon_port, pids["mon"], "ceph-mon")
+        c.wait_port(address, mon_port, pids["mon"], "mon")
         # The OSD registers under the uuid it was made with; without one, its start-up "osd create"
         # can meet a nil uuid on osd.0 and be refused ('wrong fsid', seen here).
         osd_uuid = str(uuid.uuid4())
@@ -228,15 +198,15 @@ def start(
         # bucket may be created in) is then set and RGW restarted to serve it.
         pids["rgw"] = c.daemon("rgw", "radosgw", "-n", _NAME)
         _save(directory, pids, address, rgw_port, region)
-        _wait_port(address, rgw_port, pids["rgw"], "radosgw", timeout=90)
+        c.wait_port(address, rgw_port, pids["rgw"], "rgw", timeout=90)
         zonegroup = json.loads(c.admin("zonegroup", "get"))
         zonegroup["api_name"] = region
         (directory / "zonegroup.json").write_text(json.dumps(zonegroup))
         c.admin("zonegroup", "set", "--infile", str(directory / "zonegroup.json"))
-        _terminate([pids.pop("rgw")])
+        _stop([pids.pop("rgw")], grace=20)
         pids["rgw"] = c.daemon("rgw", "radosgw", "-n", _NAME)
         _save(directory, pids, address, rgw_port, region)
-        _wait_port(address, rgw_port, pids["rgw"], "radosgw", timeout=90)
+        c.wait_port(address, rgw_port, pids["rgw"], "rgw", timeout=90)
         for user in users:
             add_user(directory, user)
     except BaseException:
@@ -280,23 +250,6 @@ def load(directory: Path) -> Gateway | None:
     return Gateway(directory, f"http://{state['address']}:{state['port']}", str(state["region"]), pids)
 
 
-def _terminate(pids: list[int], timeout: float = 20) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    # A ceph-osd takes seconds to exit; a new cluster in the same directory before then hangs.
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and any(_alive(p) for p in pids):
-        time.sleep(0.1)
-    for pid in pids:
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-
-
 def stop(directory: Path) -> bool:
     """Stop the gateway recorded in ``directory``; whether one was running."""
     try:
@@ -304,6 +257,7 @@ def stop(directory: Path) -> bool:
         pids = [int(p) for p in state["pids"].values()]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    _terminate(pids)
+    # A ceph-osd takes seconds to exit; a new cluster in the same directory before then hangs.
+    _stop(pids, grace=20)
     (directory / _STATE).unlink(missing_ok=True)
     return True

@@ -316,6 +316,22 @@ def parse_stack(doc: Any, name: str, path: Path, shown_path: str) -> Stack:
     return Stack(name, path, site, raw_site, credentials, salt, shown_path, s3_credential)
 
 
+def _secure_problem(value: Any, shown_path: str, where: str, rule: str) -> Problem | None:
+    """Why a credential is not a Pulumi secret ({secure: v1:...}), or None when it is one."""
+    if isinstance(value, dict) and set(value) == {"secure"} and is_ciphertext(value["secure"]):
+        return None
+    if isinstance(value, dict) and "secure" in value:
+        return Problem(shown_path, f"{where}.secure", "not a Pulumi v1 ciphertext")
+    if value is None:
+        return Problem(shown_path, where, "required key is missing")
+    return Problem(
+        shown_path,
+        where,
+        f"[secrets.plaintext] plaintext credential: {rule} (secure: v1:...); "
+        "encrypt one with `aifactory secret encrypt`",
+    )
+
+
 # AWS and Ceph RGW access key ids: upper-case letters and digits (RGW accepts what its admin sets).
 _ACCESS_KEY = re.compile(r"[A-Za-z0-9]{8,128}", re.ASCII)
 
@@ -334,21 +350,11 @@ def _s3_credential(raw: Any, shown_path: str) -> tuple[S3Credential | None, list
     if not isinstance(access, str) or not _ACCESS_KEY.fullmatch(access):
         problems.append(Problem(shown_path, f"{key}.access_key_id", "required: 8-128 of A-Z a-z 0-9"))
     secret = raw.get("secret_access_key")
-    if isinstance(secret, dict) and set(secret) == {"secure"} and is_ciphertext(secret["secure"]):
-        pass
-    elif isinstance(secret, dict) and "secure" in secret:
-        problems.append(Problem(shown_path, f"{key}.secret_access_key.secure", "not a Pulumi v1 ciphertext"))
-    elif secret is None:
-        problems.append(Problem(shown_path, f"{key}.secret_access_key", "required key is missing"))
-    else:
-        problems.append(
-            Problem(
-                shown_path,
-                f"{key}.secret_access_key",
-                "[secrets.plaintext] plaintext credential: the S3 secret key must be a Pulumi secret "
-                "(secure: v1:...); encrypt one with `aifactory secret encrypt`",
-            )
-        )
+    problem = _secure_problem(
+        secret, shown_path, f"{key}.secret_access_key", "the S3 secret key must be a Pulumi secret"
+    )
+    if problem:
+        problems.append(problem)
     if problems:
         return None, problems
     return S3Credential(str(access), secret["secure"]), []
@@ -376,22 +382,11 @@ def _credentials(raw: Any, site: Site | None, shown_path: str) -> tuple[dict[str
             )
             username = None
         password = entry.get("password")
-        if isinstance(password, dict) and set(password) == {"secure"} and is_ciphertext(password["secure"]):
-            if isinstance(username, str) and username:
-                creds[str(pool)] = Credential(username, password["secure"])
-        elif isinstance(password, dict) and "secure" in password:
-            problems.append(Problem(shown_path, f"{where}.password.secure", "not a Pulumi v1 ciphertext"))
-        elif password is None:
-            problems.append(Problem(shown_path, f"{where}.password", "required key is missing"))
-        else:
-            problems.append(
-                Problem(
-                    shown_path,
-                    f"{where}.password",
-                    "[secrets.plaintext] plaintext credential: BMC passwords must be Pulumi secrets (secure: v1:...); "
-                    "encrypt one with `aifactory secret encrypt`",
-                )
-            )
+        problem = _secure_problem(password, shown_path, f"{where}.password", "BMC passwords must be Pulumi secrets")
+        if problem:
+            problems.append(problem)
+        elif isinstance(username, str) and username:
+            creds[str(pool)] = Credential(username, password["secure"])
     if site is not None:
         pools = {p.name for p in site.pools}
         for missing in sorted(pools - set(raw)):

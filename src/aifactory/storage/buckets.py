@@ -212,10 +212,11 @@ def converge(s3: Any, spec: dict[str, Any], where: str, say: Say = lambda _m: No
             raise translate(f"{where}: create", exc) from None
         done.append("created")
         live = read(s3, name, where)
-    problems = [d for d in drift(spec, live) if not d.repairable]
+    found = drift(spec, live)
+    problems = [d for d in found if not d.repairable]
     if problems:
         raise StoreError(f"{where}: " + "; ".join(_unrepairable(d) for d in problems))
-    for d in drift(spec, live):
+    for d in found:
         say(f"{where}: set {d.field}")
         _repair(s3, spec, d.field, where)
         done.append(d.field)
