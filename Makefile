@@ -40,5 +40,5 @@ bench: $(SETUP)
 	$(BIN)/python benchmarks/plan_bench.py
 
 clean:
-	-PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/aifactory testvm down
+	-PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/aifactory testhosts down
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from aifactory import rgw
 from aifactory.stackfile import Stack, parse_stack
 from aifactory.storage import s3, site
+from aifactory.testhosts import rgw
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDS = s3.Credentials("BENCHOWNERKEY0001", "bench-owner-secret-0001")

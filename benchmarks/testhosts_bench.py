@@ -20,9 +20,12 @@ from pathlib import Path
 
 import yaml
 
-from aifactory import inventory, testvm
+from aifactory import inventory
 from aifactory.bootstrap import run_playbook
 from aifactory.stackfile import load_stack
+from aifactory.testhosts import lifecycle, netns, services
+from aifactory.testhosts.rootfs import ensure_rootfs, rootfs_dir
+from aifactory.testhosts.run import Run
 from aifactory.verify import runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,27 +71,39 @@ def measure(n: int, cold: bool) -> dict[str, float]:
         root = project_with(n, Path(tmp))
         stack = load_stack(root, "lab")
         inventory.write(stack, root)
-        testvm.down("lab", say=quiet)
-        layout = testvm.Layout("lab")
+        run = Run.of(root, "lab", purpose="bench")
+        lifecycle.down(run, say=quiet)
         figures: dict[str, float] = {}
-        print(f"{n} host(s):", flush=True)
+        print(f"{n} host(s) (run {run.id}):", flush=True)
         if cold:
-            shutil.rmtree(testvm.rootfs_dir(stack.site.mirrors.debian.url), ignore_errors=True)
-            state = testvm.State("lab", layout.bridge, "172.29.0.1", 24)
-            testvm.ensure_bridge(layout.bridge, state.gateway, state.prefix)
-            testvm.ensure_proxy(layout, state, 3142, quiet)
-            testvm.save_state(layout, state)
-            timed("rootfs build (cold)", lambda: testvm.ensure_rootfs(stack.site, quiet), figures)
-        timed("rootfs (cached)", lambda: testvm.ensure_rootfs(stack.site, quiet), figures)
+            shutil.rmtree(rootfs_dir(stack.site.mirrors.debian.url), ignore_errors=True)
         try:
-            timed("up", lambda: testvm.up(stack, root, say=quiet), figures)
-            first = timed("first bootstrap", lambda: run_playbook(stack, root, say=quiet, quiet=True), figures)
-            second = timed("second bootstrap", lambda: run_playbook(stack, root, say=quiet, quiet=True), figures)
-            results = timed("verify", lambda: runner.run(stack, root, say=quiet), figures)
+            if cold:
+                # The rootfs alone: the namespace and the proxy relay first, as `up` has them.
+                netns.create(run.netns)
+                a = services.addresses(stack.site, "lab")
+                lifecycle.make_bridge(run, a)
+                state = lifecycle.State(run.id, "lab", str(root), a.gateway, a.prefix)
+                services.ensure_proxy_relay(run, state, a, quiet)
+                lifecycle.save_state(run, state)
+                timed(
+                    "rootfs build (cold)",
+                    lambda: netns.inside(run.netns, lambda: ensure_rootfs(stack.site, quiet)),
+                    figures,
+                )
+            timed("up", lambda: lifecycle.up(stack, root, run, say=quiet), figures)
+            ssh = run.ssh_config
+            first = timed(
+                "first bootstrap", lambda: run_playbook(stack, root, ssh_config=ssh, say=quiet, quiet=True), figures
+            )
+            second = timed(
+                "second bootstrap", lambda: run_playbook(stack, root, ssh_config=ssh, say=quiet, quiet=True), figures
+            )
+            results = timed("verify", lambda: runner.run(stack, root, say=quiet, ssh_config=ssh), figures)
             assert not first.failed_hosts and second.changed_total == 0, "bootstrap failed or not idempotent"
             assert not any(r.failed for r in results), runner.table(results)
         finally:
-            timed("down", lambda: testvm.down("lab", say=quiet), figures)
+            timed("down", lambda: lifecycle.down(run, say=quiet), figures)
     return figures
 
 
@@ -100,7 +115,7 @@ def main() -> int:
     rows = [
         (n, measure(n, cold=args.cold_rootfs and i == 0)) for i, n in enumerate(int(x) for x in args.hosts.split(","))
     ]
-    keys = ["rootfs build (cold)", "rootfs (cached)", "up", "first bootstrap", "second bootstrap", "verify", "down"]
+    keys = ["rootfs build (cold)", "up", "first bootstrap", "second bootstrap", "verify", "down"]
     print("\n" + "hosts  " + "  ".join(f"{k:>19}" for k in keys))
     for n, figures in rows:
         print(f"{n:5d}  " + "  ".join(f"{figures[k]:19.1f}" if k in figures else f"{'-':>19}" for k in keys))

@@ -40,6 +40,16 @@ def test_report_is_complete_and_reproducible(workdir, cli, tmp_path, root):
     digest = re.search(r"input hash `([0-9a-f]{64})`", md).group(1)
     assert f"<code>{digest}</code>" in html
     assert "aifactory audit eg --out DIR --as-of 2026-11-23 --against approved" in md
+    # Every check that ran is listed with its result, the ones that speak only on failure too.
+    from aifactory.policy import CHECK_IDS
+
+    for check in CHECK_IDS:
+        assert f"`{check}`" in md, check
+    # Sources are links an auditor can follow.
+    from aifactory import catalog
+
+    url = catalog.CUDA_RELEASE_NOTES.url
+    assert f'<a href="{url}">' in html and f"](<{url}>)" in md
 
     # Any input change moves the hash.
     stack.write_text(stack.read_text().replace("gpu_quota: 48", "gpu_quota: 40"))

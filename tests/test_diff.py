@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from aifactory.diff import diff_stacks
+from aifactory.diff import TEXT_WIDTH, diff_stacks, render_text
 from aifactory.stackfile import load_stack
 
 from .conftest import ROOT
@@ -71,6 +71,37 @@ def test_site_against_site_hides_what_must_differ():
     assert not any("buckets[" in c.path and c.kind in ("added", "removed") for c in changes)
     everything = {c.path for c in diff_stacks(load_stack(ROOT, "za"), load_stack(ROOT, "ng"))}
     assert {"code", "location.city", "network.management.cidr"} <= everything
+
+
+def test_ignore_expected_shows_real_values_and_hides_only_what_the_site_code_explains():
+    def edit(site):
+        site["storage"]["object_store"]["buckets"][0]["purpose"] = "training data of za, kept in za"
+
+    a = crafted("za", edit)
+    b = crafted("za", lambda s: None)
+    changes = diff_stacks(load_stack(ROOT, "za"), load_stack(ROOT, "ng"), ignore_expected=True)
+    text = render_text("za -> ng", changes)
+    assert "{site}" not in text  # every value is one of the two files' own
+    # Buckets named after their site are one item under both real names (their purposes differ).
+    assert "storage.object_store.buckets[za-checkpoints -> ng-checkpoints].purpose" in {c.path for c in changes}
+    # Within one site: a value that differs by more than a site code is shown, with its real text.
+    shown = diff_stacks(b, a, ignore_expected=True)
+    purpose = [c for c in shown if c.path.endswith(".purpose")]
+    assert len(purpose) == 1 and purpose[0].new == "training data of za, kept in za"
+    # Between sites: a value that differs only by each side's own code is hidden.
+    from aifactory.diff import Change, explained_by_code
+
+    assert explained_by_code(Change("x", "changed", "za-default", "ng-default"), "za", "ng")
+    assert not explained_by_code(Change("x", "changed", "za-default", "ng-scratch"), "za", "ng")
+    assert not explained_by_code(Change("x", "changed", "pizza-default", "ping-default"), "za", "ng")
+
+
+def test_json_values_are_never_shortened(cli):
+    code, out, _ = cli("diff", "za", "ng", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    longest = max(len(json.dumps(c["old"] if c["old"] is not None else c["new"])) for c in doc["changes"])
+    assert longest > TEXT_WIDTH and "..." not in out
 
 
 def test_changed_secret_shows_changed_never_its_value(workdir, cli, monkeypatch):

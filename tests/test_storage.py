@@ -23,12 +23,12 @@ import yaml
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from aifactory import rgw
 from aifactory.cli import main as cli_main
 from aifactory.secrets import Crypter, read_passphrase_file
 from aifactory.stackfile import Stack, load_stack
 from aifactory.storage import buckets, s3, site, spec
 from aifactory.storage.provider import BucketProvider, credentials_from_config
+from aifactory.testhosts import rgw
 
 from .conftest import ROOT
 from .s3_faults import FaultProxy

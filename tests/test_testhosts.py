@@ -1,8 +1,10 @@
 """The roles on real test hosts over SSH: bootstrap, idempotency, check mode, verify, breakage, teardown.
 
-Brings the lab site's hosts up with `aifactory testvm` (systemd-nspawn, a private bridge, the
-package proxy and the artifact mirror), installs the real NVIDIA packages on them, and leaves
-nothing behind. The tests run in file order and share the hosts.
+Brings the lab site's hosts up as a run of their own (`aifactory.testhosts`: systemd-nspawn on a
+bridge in the run's network namespace, the package proxy, the artifact mirror, the object store),
+installs the real NVIDIA packages on them, and leaves nothing of the run behind. The run's id is
+derived from this checkout with the purpose "test", so a developer's `make lab` in the same
+checkout, or another checkout's run, is never touched. The tests run in file order and share the hosts.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from aifactory import testvm
-from aifactory.bootstrap import run_playbook
+from aifactory.bootstrap import run_playbook as _run_playbook
 from aifactory.stackfile import load_stack
+from aifactory.testhosts import lifecycle, netns
+from aifactory.testhosts.run import Run
 from aifactory.verify import runner
 
 from .conftest import ROOT
@@ -32,6 +35,15 @@ pytestmark = [
 ]
 
 SITE = "lab"
+RUN = Run.of(ROOT, SITE, purpose="test")
+
+
+def run_playbook(stack, root, **kw):
+    return _run_playbook(stack, root, ssh_config=RUN.ssh_config, **kw)
+
+
+def verify(stack, root):
+    return runner.run(stack, root, say=lambda _m: None, ssh_config=RUN.ssh_config)
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +53,10 @@ def stack():
 
 @pytest.fixture(scope="module")
 def hosts(stack):
-    testvm.down(SITE, say=lambda _m: None)
-    state = testvm.up(stack, ROOT)
+    lifecycle.down(RUN, say=lambda _m: None)  # what a killed earlier run of this suite left, and only that
+    state = lifecycle.up(stack, ROOT, RUN)
     yield state
-    testvm.down(SITE, say=lambda _m: None)
+    lifecycle.down(RUN, say=lambda _m: None)
 
 
 @pytest.fixture
@@ -61,14 +73,15 @@ def progress(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str])
     return say
 
 
-def ssh(host: str, command: str) -> subprocess.CompletedProcess[str]:
-    config = testvm.ssh_config_for(SITE)
-    return subprocess.run(["ssh", "-F", str(config), host, command], capture_output=True, text=True, check=False)
+def ssh(host: str, command: str, run: Run = RUN) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-F", str(run.ssh_config), host, command], capture_output=True, text=True, check=False
+    )
 
 
 def test_up_twice_is_harmless(stack, hosts):
     before = {h.name: h.pid for h in hosts.hosts}
-    again = testvm.up(stack, ROOT, say=lambda _m: None)
+    again = lifecycle.up(stack, ROOT, RUN, say=lambda _m: None)
     assert {h.name: h.pid for h in again.hosts} == before
     assert sorted(before) == sorted(n.hostname for n in stack.site.nodes)
     for node in stack.site.nodes:
@@ -79,9 +92,35 @@ def test_up_twice_is_harmless(stack, hosts):
 
 
 def test_hosts_reach_packages_only_through_the_mirror(stack, hosts):
-    assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
+    forwarding = netns.inside(RUN.netns, lambda: Path("/proc/sys/net/ipv4/ip_forward").read_text().strip())
+    assert forwarding == "0"
     out = ssh(stack.site.nodes[0].hostname, "ip -4 route")
     assert "default" not in out.stdout, out.stdout
+    # The run's network is its own: the lab's addresses are not on this machine's side of it.
+    assert (
+        str(stack.site.network.management.gateway)
+        not in subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False).stdout
+    )
+
+
+def test_a_second_run_beside_this_one_shares_nothing_but_caches(stack, hosts):
+    """Another checkout's run of the same site: the same addresses, its own namespace; down removes only it."""
+    other = Run("0badc0de", SITE)
+    lifecycle.down(other, say=lambda _m: None)
+    try:
+        lifecycle.up(stack, ROOT, other, say=lambda _m: None)
+        first = stack.site.nodes[0].hostname
+        ours, theirs = ssh(first, "cat /etc/machine-id"), ssh(first, "cat /etc/machine-id", run=other)
+        assert ours.returncode == 0 and theirs.returncode == 0, ours.stderr + theirs.stderr
+        assert ours.stdout != theirs.stdout  # two machines on one address, one per run
+    finally:
+        lifecycle.down(other, say=lambda _m: None)
+    assert not netns.exists(other.netns) and not other.dir.exists()
+    assert netns.exists(RUN.netns)
+    # This run's hosts, and the package proxy they share, are still there.
+    node = stack.site.nodes[0].hostname
+    probe = ssh(node, "apt-get -q update >/dev/null && echo fetched")
+    assert probe.stdout.strip() == "fetched", probe.stderr
 
 
 def test_first_bootstrap_installs_everything(stack, hosts, progress):
@@ -107,12 +146,21 @@ def test_check_mode_would_change_nothing(stack, hosts, progress):
 
 def test_verify_passes_on_fresh_hosts(stack, hosts, cli, tmp_path):
     junit = tmp_path / "verify.xml"
-    code, out, _ = cli("verify", SITE, "--junit", str(junit), "--json", str(tmp_path / "verify.json"))
+    code, out, _ = cli(
+        "verify",
+        SITE,
+        "--ssh-config",
+        str(RUN.ssh_config),
+        "--junit",
+        str(junit),
+        "--json",
+        str(tmp_path / "verify.json"),
+    )
     assert code == 0, out
     assert "all 2 node(s) verified" in out
     text = junit.read_text()
     assert text.count("<testsuite ") == 2 and "<failure" not in text
-    results = runner.run(stack, ROOT, say=lambda _m: None)
+    results = verify(stack, ROOT)
     for r in results:
         assert r.checks["nccl_version"].status == runner.PASS
         assert r.checks["driver_packages_pinned_and_held"].status == runner.PASS
@@ -135,7 +183,7 @@ def test_verify_reports_exactly_what_broke_where(stack, hosts):
     assert ssh(second, f"rm {lib} && ldconfig").returncode == 0
     assert ssh(first, WRONG_VERSION_DEB).returncode == 0
 
-    results = {r.node.hostname: r for r in runner.run(stack, ROOT, say=lambda _m: None)}
+    results = {r.node.hostname: r for r in verify(stack, ROOT)}
     failed = {h: sorted(c for c, v in r.checks.items() if v.status == runner.FAIL) for h, r in results.items()}
     assert failed == {first: ["driver_packages_pinned_and_held"], second: ["nccl_version"]}
     assert (
@@ -152,7 +200,7 @@ def test_bootstrap_corrects_the_wrong_version_and_the_missing_library(stack, hos
     assert all(s.changed > 0 for s in result.hosts.values())
     first = stack.site.nodes[0].hostname
     assert ssh(first, "dpkg-query -W -f='${Version} ${db:Status-Want}' nvidia-smi").stdout == "535.261.03-1 hold"
-    results = runner.run(stack, ROOT, say=lambda _m: None)
+    results = verify(stack, ROOT)
     assert not any(r.failed for r in results), runner.table(results)
     again = run_playbook(stack, ROOT, say=print, quiet=True)
     assert again.changed_total == 0
@@ -207,6 +255,10 @@ def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path)
 
 def test_the_lab_object_store_is_a_real_rgw_on_the_bridge(stack, hosts, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE_FILE", str(ROOT / "stacks" / "lab.passphrase"))
+
+    def cli(*args, _cli=cli):  # the store is in the run's network: the commands run there, as `ip netns exec` would
+        return netns.inside(RUN.netns, lambda: _cli(*args))
+
     code, out, err = cli("storage", "apply", "lab")
     assert code == 0, out + err
     assert "site lab, bucket lab-evidence:" in out
@@ -224,12 +276,12 @@ def test_the_lab_object_store_is_a_real_rgw_on_the_bridge(stack, hosts, cli, tmp
 
 
 def test_down_after_a_crash_leaves_nothing(stack, hosts):
-    layout = testvm.Layout(SITE)
-    layout.state_file.unlink()  # as if `up` had died half-way
-    testvm.down(SITE, say=lambda _m: None)
-    st = testvm.status(SITE)
+    pids = [h.pid for h in hosts.hosts]
+    RUN.state_file.unlink()  # as if `up` had died half-way
+    lifecycle.down(RUN, say=lambda _m: None)
+    st = lifecycle.status(RUN)
     assert not st.anything, st
-    assert not any(layout.dir.as_posix() in line for line in Path("/proc/mounts").read_text().splitlines())
-    assert subprocess.run(["ip", "link", "show", layout.bridge], capture_output=True, check=False).returncode != 0
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout == ""
-    assert not layout.dir.exists()
+    assert not any(RUN.dir.as_posix() in line for line in Path("/proc/mounts").read_text().splitlines())
+    assert not netns.exists(RUN.netns)
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+    assert not RUN.dir.exists()

@@ -388,11 +388,11 @@ def test_bad_site_argument_is_refused_before_any_file(name, command, cli, checko
 
 
 @pytest.mark.parametrize("name", ["../../tmp/x", "", "a" * 300])
-def test_testvm_site_is_checked_before_it_names_a_folder(name, cli, tmp_path, monkeypatch):
+def test_testhosts_site_is_checked_before_it_names_a_folder(name, cli, tmp_path, monkeypatch):
     victim = tmp_path / "victim"
     victim.mkdir()
     (victim / "keep").write_text("x")
-    code, _, err = cli("testvm", "down", "--site", name)
+    code, _, err = cli("testhosts", "down", "--site", name)
     assert code == 2
     assert err.startswith("error: --site: ") and "is not a site code" in err
     assert (victim / "keep").is_file()

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OperationError
-from .inventory import drift, hosts_file
+from .inventory import drift, hosts_file, hosts_matching
 from .stackfile import Stack
-from .testvm import ssh_config_for
 
 PLAYBOOK = "playbooks/bootstrap.yml"
 COUNTS = ("ok", "changed", "failures", "dark", "skipped")
@@ -91,9 +90,11 @@ def run_playbook(
     *,
     limit: str | None = None,
     check: bool = False,
+    ssh_config: Path | None = None,
     say: Callable[[str], None] = print,
     quiet: bool = False,
 ) -> RunResult:
+    """Run the playbook; ``ssh_config`` is an ssh_config(5) file for reaching the nodes (test hosts write one)."""
     import ansible_runner
 
     inventory = hosts_file(root, stack.name)
@@ -103,6 +104,8 @@ def run_playbook(
         raise OperationError(
             f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory {stack.name}`"
         )
+    if limit:
+        hosts_matching(stack, root, limit)  # a pattern that selects nothing is bad input, not an empty run
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     run_dir = root / "runs" / stack.name / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -115,10 +118,10 @@ def run_playbook(
         # ansible-runner calls ansible-playbook from PATH: make it this interpreter's.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    ssh_config = ssh_config_for(stack.name)
     if ssh_config:
+        # ansible.cfg's ssh_args are replaced, not added to: the file carries its own multiplexing.
         envvars["ANSIBLE_SSH_ARGS"] = f"-F {ssh_config}"
-        say(f"using the test hosts' SSH settings {ssh_config}")
+        say(f"SSH settings: {ssh_config}")
     progress = _Progress((lambda _line: None) if quiet else say)
     say(
         f"bootstrap {stack.name}{' (check mode)' if check else ''}: {PLAYBOOK} on {limit or 'all nodes'}; "

@@ -81,10 +81,14 @@ class Change:
         return {"path": self.path, "kind": self.kind, "old": self.old, "new": self.new}
 
 
+# Text output shortens a list or mapping past this many characters (ending it with "..."); --json never does.
+TEXT_WIDTH = 160
+
+
 def _show(value: Any) -> str:
     if isinstance(value, (dict, list)):
         text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-        return text if len(text) <= 160 else text[:157] + "..."
+        return text if len(text) <= TEXT_WIDTH else text[: TEXT_WIDTH - 3] + "..."
     return str(value)
 
 
@@ -102,25 +106,67 @@ def _pairs(old: dict[Any, Any], new: dict[Any, Any], label: Callable[[Any], str]
     return out
 
 
-def diff_values(old: Any, new: Any, path: str = "") -> list[Change]:
+def diff_values(old: Any, new: Any, path: str = "", codes: tuple[str, str] | None = None) -> list[Change]:
+    """Changes from ``old`` to ``new``. With ``codes`` (site A's and B's), named items whose names differ only
+    by the site code (za-checkpoints, ng-checkpoints) are the same item, shown under both real names."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return _pairs(old, new, lambda k: f"{path}.{k}" if path else str(k))
+        out: list[Change] = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in new:
+                out.append(Change(sub, "removed", old=old[k]))
+            elif k not in old:
+                out.append(Change(sub, "added", new=new[k]))
+            else:
+                out.extend(diff_values(old[k], new[k], sub, codes))
+        return out
     if isinstance(old, list) and isinstance(new, list):
         key = KEYED.get(path.rsplit(".", 1)[-1])
         if key and all(isinstance(x, dict) and key in x for x in old + new):
-            return _pairs({x[key]: x for x in old}, {x[key]: x for x in new}, lambda k: f"{path}[{k}]")
+            a_code, b_code = codes or ("", "")
+            by_a = {_generic(x[key], a_code): x for x in old}
+            by_b = {_generic(x[key], b_code): x for x in new}
+            out = []
+            for k in sorted(set(by_a) | set(by_b)):
+                x, y = by_a.get(k), by_b.get(k)
+                if y is None:
+                    out.append(Change(f"{path}[{x[key]}]", "removed", old=x))
+                elif x is None:
+                    out.append(Change(f"{path}[{y[key]}]", "added", new=y))
+                else:
+                    label = x[key] if x[key] == y[key] else f"{x[key]} -> {y[key]}"
+                    out.extend(diff_values(x, y, f"{path}[{label}]", codes))
+            return out
         if all(isinstance(x, dict) for x in old + new) and old and new:
             # Positional: a node's index is its hostname.
             return _pairs(dict(enumerate(old)), dict(enumerate(new)), lambda i: f"{path}[{i}]")
     return [] if old == new else [Change(path, "changed", old, new)]
 
 
-def _canonical(stack: Stack, ignore_expected: bool) -> dict[str, Any]:
+def _generic(value: str, code: str) -> str:
+    """A name with its site's code put aside: how named items of two sites are matched."""
+    return _code_pattern(code).sub("{site}", value) if code else value
+
+
+def _code_pattern(code: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(code)}(?![A-Za-z0-9])")
+
+
+def explained_by_code(change: Change, a_code: str, b_code: str) -> bool:
+    """A change that disappears once each side's own site code is put aside (za-default -> ng-default)."""
+    if change.kind != "changed":
+        return False
+
+    def generic(value: Any, code: str) -> str:
+        return _code_pattern(code).sub("{site}", json.dumps(value, sort_keys=True))
+
+    return generic(change.old, a_code) == generic(change.new, b_code)
+
+
+def _canonical(stack: Stack) -> dict[str, Any]:
     data = stack.site.model_dump(mode="json")
     for pool in data["pools"]:
         pool["count"] = len(pool["nodes"])  # derived, but what a reader of a diff wants to see
-    if ignore_expected:
-        data = json.loads(json.dumps(data).replace(f'"{stack.site.code}-', '"{site}-'))
     return data
 
 
@@ -136,9 +182,12 @@ def expected(path: str) -> bool:
 
 
 def diff_stacks(a: Stack, b: Stack, ignore_expected: bool = False) -> list[Change]:
-    changes = diff_values(_canonical(a, ignore_expected), _canonical(b, ignore_expected))
+    """The site-level changes; ``ignore_expected`` hides what must differ between sites and what only the
+    site code explains, and shows everything else with its real values."""
+    codes = (a.site.code, b.site.code)
+    changes = diff_values(_canonical(a), _canonical(b), codes=codes if ignore_expected else None)
     if ignore_expected:
-        changes = [c for c in changes if not expected(c.path)]
+        changes = [c for c in changes if not expected(c.path) and not explained_by_code(c, *codes)]
     for pool in sorted(set(a.credentials) | set(b.credentials)):
         ca, cb = a.credentials.get(pool), b.credentials.get(pool)
         path = f"bmcCredentials[{pool}]"

@@ -198,3 +198,31 @@ def drift(stack: Stack, root: Path) -> list[tuple[Path, str]]:
 
 def hosts_file(root: Path, site: str) -> Path:
     return root / INVENTORIES / site / "hosts.yml"
+
+
+def hosts_matching(stack: Stack, root: Path, pattern: str, option: str = "--limit") -> list[str]:
+    """The site's hosts an Ansible host pattern selects, resolved by Ansible itself over the site's inventory.
+
+    One meaning of ``--limit`` everywhere: bootstrap hands the pattern to ansible-playbook, and verify
+    (and any other command) selects exactly the hosts ansible-playbook would run on.
+    """
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    from .errors import ConfigError, Problem
+    from .grammar import shown
+
+    stale = drift(stack, root)
+    if stale:
+        names = ", ".join(str(p.relative_to(root)) for p, _ in stale)
+        raise ConfigError(
+            [Problem(option, "", f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory`")]
+        )
+    manager = InventoryManager(loader=DataLoader(), sources=[str(hosts_file(root, stack.name))])
+    try:
+        chosen = {h.name for h in manager.list_hosts(pattern)}
+    except Exception as exc:  # ansible's AnsibleError and friends: a malformed pattern
+        raise ConfigError([Problem(option, "", f"{shown(pattern)}: {exc}")]) from None
+    if not chosen:
+        raise ConfigError([Problem(option, "", f"{shown(pattern)} matches no host of {stack.name}")])
+    return [n.hostname for n in stack.site.nodes if n.hostname in chosen]

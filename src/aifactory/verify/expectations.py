@@ -7,14 +7,15 @@ from the roles' defaults/main.yml, the same files Ansible reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..catalog import SKUS, Sku, Threshold
+from ..catalog import SKUS, Source, Threshold
 from ..inventory import group_vars_all, group_vars_sku
 from ..model import NodeView, Site
 
@@ -39,10 +40,21 @@ def for_branch(table: list[dict[str, Any]], branch: int) -> list[str]:
 
 
 @dataclass(frozen=True)
+class SkuFacts:
+    """What verify checks of a node's system, from the catalog's SKU."""
+
+    name: str
+    gpu_count: int
+    gpu_product_prefix: str
+    nvlinks_per_gpu: int
+    nvswitch: bool
+
+
+@dataclass(frozen=True)
 class NodeExpectations:
     site: str
     hostname: str
-    sku: Sku
+    sku: SkuFacts
     driver: str
     cuda: str
     nccl_version: str
@@ -71,6 +83,28 @@ class NodeExpectations:
         major, minor = self.cuda.split(".")
         return int(major) * 1000 + int(minor) * 10
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeExpectations:
+        """The file `aifactory verify` writes for each node's suite: read back without the site or its stack."""
+        raw = json.loads(text)
+
+        def threshold(t: dict[str, Any] | None) -> Threshold | None:
+            return None if t is None else Threshold(t["value"], t["unit"], Source(**t["source"]))
+
+        return cls(
+            **{
+                **raw,
+                "sku": SkuFacts(**raw["sku"]),
+                "allreduce": threshold(raw["allreduce"]),
+                "gdr_write": threshold(raw["gdr_write"]),
+                "rails": {k: tuple(v) for k, v in raw["rails"].items()},
+                "gpudirect": {k: tuple(v) for k, v in raw["gpudirect"].items()},
+            }
+        )
+
 
 def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     base = role_defaults(root, "nvidia_base")
@@ -96,7 +130,7 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     return NodeExpectations(
         site=site.code,
         hostname=node.hostname,
-        sku=sku,
+        sku=SkuFacts(sku.name, sku.gpu_count, sku.gpu_product_prefix, sku.nvlinks_per_gpu, sku.nvswitch),
         driver=g.driver,
         cuda=g.cuda,
         nccl_version=g.nccl_version,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import subprocess
@@ -14,10 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, Problem
+from ..inventory import hosts_matching
 from ..model import NodeView
 from ..stackfile import Stack
-from ..testvm import ssh_config_for
+from .expectations import expectations
 
 SUITE = Path(__file__).with_name("suite")
 PASS, FAIL, SKIP = "pass", "FAIL", "skip"
@@ -41,15 +40,12 @@ class NodeResult:
         return bool(self.error) or any(c.status == FAIL for c in self.checks.values())
 
 
-def select(stack: Stack, limit: str | None) -> list[NodeView]:
-    nodes = stack.site.nodes
+def select(stack: Stack, root: Path, limit: str | None) -> list[NodeView]:
+    """The nodes an Ansible host pattern selects (the meaning --limit has in bootstrap too)."""
     if not limit:
-        return list(nodes)
-    patterns = [p.strip() for p in limit.split(",") if p.strip()]
-    chosen = [n for n in nodes if any(fnmatch.fnmatch(n.hostname, p) for p in patterns)]
-    if not chosen:
-        raise ConfigError([Problem("--limit", limit, f"matches no node of {stack.name}")])
-    return chosen
+        return list(stack.site.nodes)
+    chosen = set(hosts_matching(stack, root, limit))
+    return [n for n in stack.site.nodes if n.hostname in chosen]
 
 
 def _parse_junit(path: Path) -> dict[str, CheckResult]:
@@ -78,6 +74,8 @@ def _first_line(text: str) -> str:
 
 def verify_node(stack: Stack, root: Path, node: NodeView, ssh_config: Path | None, workdir: Path) -> NodeResult:
     junit = workdir / f"{node.hostname}.xml"
+    expected = workdir / f"{node.hostname}.json"
+    expected.write_text(expectations(root, stack.site, node).to_json())
     cmd = [
         sys.executable,
         "-m",
@@ -89,18 +87,13 @@ def verify_node(stack: Stack, root: Path, node: NodeView, ssh_config: Path | Non
         str(SUITE / "test_node.py"),
         f"--hosts=ssh://{node.management_ip}",
         f"--junitxml={junit}",
+        f"--expectations={expected}",
         "-o",
         "junit_family=xunit1",
     ]
     if ssh_config:
         cmd.append(f"--ssh-config={ssh_config}")
-    env = {
-        **os.environ,
-        "AIFACTORY_VERIFY_ROOT": str(root),
-        "AIFACTORY_VERIFY_SITE": stack.name,
-        "AIFACTORY_VERIFY_NODE": node.hostname,
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=3600)
     result = NodeResult(node, seconds=time.monotonic() - start)
@@ -117,9 +110,16 @@ def verify_node(stack: Stack, root: Path, node: NodeView, ssh_config: Path | Non
     return result
 
 
-def run(stack: Stack, root: Path, limit: str | None = None, parallel: int = 16, say=print) -> list[NodeResult]:
-    nodes = select(stack, limit)
-    ssh_config = ssh_config_for(stack.name)
+def run(
+    stack: Stack,
+    root: Path,
+    limit: str | None = None,
+    *,
+    parallel: int = 16,
+    say=print,
+    ssh_config: Path | None = None,
+) -> list[NodeResult]:
+    nodes = select(stack, root, limit)
     say(
         f"verify {stack.name}: {len(nodes)} node(s), {parallel} at a time"
         + (f", SSH settings {ssh_config}" if ssh_config else "")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from aifactory.stackfile import load_stack
-from aifactory.verify.expectations import NodeExpectations, expectations
+from aifactory.verify.expectations import NodeExpectations
 from aifactory.verify.parsers import ParseError, SmiReport, parse_nvidia_smi_xml
 
 CAP_SYS_RESOURCE = 24
@@ -27,13 +25,15 @@ class Facts:
     no_gpu_reason: str
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--expectations", required=True, metavar="FILE", help="the node's expectations, written by aifactory verify"
+    )
+
+
 @pytest.fixture(scope="module")
-def expect() -> NodeExpectations:
-    root = Path(os.environ["AIFACTORY_VERIFY_ROOT"])
-    site = load_stack(root, os.environ["AIFACTORY_VERIFY_SITE"]).site
-    name = os.environ["AIFACTORY_VERIFY_NODE"]
-    node = next(n for n in site.nodes if n.hostname == name)
-    return expectations(root, site, node)
+def expect(request: pytest.FixtureRequest) -> NodeExpectations:
+    return NodeExpectations.from_json(Path(request.config.getoption("--expectations")).read_text())
 
 
 def _cap_bounding(host) -> int:

@@ -12,22 +12,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .common import gated, root_of
+
 EVIDENCE_SUFFIX = "-evidence"
 
 
 def _site(args: argparse.Namespace) -> tuple[Path, Any, Any]:
-    from ..cli import gated, root_of
-    from . import site
+    from ..storage import site
 
     root = root_of(args)
     (stack,) = gated(root, [args.site])
     return root, stack, site.connect(stack, site.credentials(stack))
 
 
-def cmd_storage_apply(args: argparse.Namespace) -> int:
-    from . import site
+def apply_store(stack: Any, client: Any) -> bool:
+    """Create and converge the declared buckets, one line each; whether all are as declared."""
+    from ..storage import site
 
-    _root, stack, client = _site(args)
     store = stack.site.storage.object_store
     print(f"storage apply {stack.site.code}: {len(store.buckets)} bucket(s) at {store.url} (region {store.region})")
     results = site.apply(stack, client)
@@ -40,17 +41,22 @@ def cmd_storage_apply(args: argparse.Namespace) -> int:
         f"{len(results) - len(failed)} of {len(results)} bucket(s) as declared ({changed} changed)"
         + (f"; FAILED: {', '.join(failed)}" if failed else "")
     )
-    return 1 if failed else 0
+    return not failed
 
 
-def cmd_storage_check(args: argparse.Namespace) -> int:
-    from . import site
-
+def cmd_storage_apply(args: argparse.Namespace) -> int:
     _root, stack, client = _site(args)
+    return 0 if apply_store(stack, client) else 1
+
+
+def check_store(stack: Any, client: Any, as_json: bool = False) -> Any:
+    """Compare the live store with the declaration and print the report; the report (a CheckReport)."""
+    from ..storage import site
+
     report = site.check(stack, client)
-    if args.json:
+    if as_json:
         print(json.dumps(report.as_dict(), indent=2, sort_keys=True, default=str))
-        return 0 if report.clean else 1
+        return report
     for name, live in sorted(report.live.items()):
         ds = [d for d in report.drift if d.bucket == name]
         if not live.exists:
@@ -64,7 +70,12 @@ def cmd_storage_check(args: argparse.Namespace) -> int:
     for name in report.extra:
         print(f"site {report.site}, bucket {name}: EXTRA (on the store, not declared)")
     print("store as declared" if report.clean else f"{len(report.drift)} drift(s), {len(report.extra)} extra bucket(s)")
-    return 0 if report.clean else 1
+    return report
+
+
+def cmd_storage_check(args: argparse.Namespace) -> int:
+    _root, stack, client = _site(args)
+    return 0 if check_store(stack, client, args.json).clean else 1
 
 
 def latest_evidence(root: Path, site: str) -> list[Path]:
@@ -74,7 +85,7 @@ def latest_evidence(root: Path, site: str) -> list[Path]:
 
 def cmd_evidence_push(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, Problem
-    from . import evidence
+    from ..storage import evidence
 
     root, stack, client = _site(args)
     files = [Path(f) for f in args.files] or latest_evidence(root, stack.site.code)
@@ -88,7 +99,7 @@ def cmd_evidence_push(args: argparse.Namespace) -> int:
 
 
 def cmd_evidence_list(args: argparse.Namespace) -> int:
-    from . import evidence
+    from ..storage import evidence
 
     _root, stack, client = _site(args)
     recs = evidence.records(stack, client)
@@ -98,14 +109,19 @@ def cmd_evidence_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evidence_check(args: argparse.Namespace) -> int:
-    from . import evidence
+def prove_evidence(stack: Any, client: Any, quiet: bool = False) -> bool:
+    """Download every record again and prove it; whether all were proven."""
+    from ..storage import evidence
 
-    _root, stack, client = _site(args)
-    proofs = evidence.check(stack, client)
+    proofs = evidence.check(stack, client, **({"say": lambda _m: None} if quiet else {}))
     bad = [p for p in proofs if p.problems]
     print(f"{len(proofs) - len(bad)} of {len(proofs)} record(s) proven" + (f"; {len(bad)} FAILED" if bad else ""))
-    return 1 if bad else 0
+    return not bad
+
+
+def cmd_evidence_check(args: argparse.Namespace) -> int:
+    _root, stack, client = _site(args)
+    return 0 if prove_evidence(stack, client) else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -117,10 +133,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     a = verbs.add_parser("apply", help="create and converge every declared bucket; never deletes one")
-    a.add_argument("site", metavar="SITE")
+    a.add_argument("site", metavar="SITE", help="the site whose buckets to converge")
     a.set_defaults(func=cmd_storage_apply)
     c = verbs.add_parser("check", help="report drift from the declaration; exit 1 on any")
-    c.add_argument("site", metavar="SITE")
+    c.add_argument("site", metavar="SITE", help="the site whose store to check")
     c.add_argument("--json", action="store_true", help="print the live state and the drift as JSON")
     c.set_defaults(func=cmd_storage_check)
 
@@ -132,14 +148,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ev = e.add_subparsers(dest="verb", required=True, metavar="VERB")
     ep = ev.add_parser("push", help="upload files (default: the newest run's evidence directory)")
-    ep.add_argument("site", metavar="SITE")
-    ep.add_argument("files", nargs="*", metavar="FILE")
+    ep.add_argument("site", metavar="SITE", help="the site whose evidence store receives the records")
+    ep.add_argument("files", nargs="*", metavar="FILE", help="records to push (default: the newest run's evidence)")
     ep.set_defaults(func=cmd_evidence_push)
     el = ev.add_parser("list", help="one line per record: date, SHA-256, size, name")
-    el.add_argument("site", metavar="SITE")
+    el.add_argument("site", metavar="SITE", help="the site whose evidence store to list")
     el.set_defaults(func=cmd_evidence_list)
     ec = ev.add_parser(
         "check", help="download every record again and prove its hash and retention; exit 1 if any fails"
     )
-    ec.add_argument("site", metavar="SITE")
+    ec.add_argument("site", metavar="SITE", help="the site whose evidence store to check")
     ec.set_defaults(func=cmd_evidence_check)

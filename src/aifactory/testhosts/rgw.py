@@ -22,10 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OperationError
+from ..errors import OperationError
 
-# The test-host harness's process helpers: spawned in a session of their own, found again by pid.
-from .testvm import _alive, _port_open, _spawn, _stop, _wait
+# The harness's process helpers: spawned in a session of their own, found again by pid.
+from .proc import alive as _alive
+from .proc import port_open as _port_open
+from .proc import spawn as _spawn
+from .proc import stop as _stop
+from .proc import wait as _wait
 
 PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
 _PROGRAMS = ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")

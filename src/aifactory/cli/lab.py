@@ -1,0 +1,114 @@
+"""`aifactory lab`: the whole job on the lab site, end to end, on local test hosts.
+
+Each step calls the function its own command calls (validate, plan, inventory, testhosts up,
+bootstrap twice, verify, storage apply and check, evidence push and check), then takes the hosts
+down. The object store lives in the run's network namespace, so the storage steps run inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import OperationError
+from .common import gated, root_of
+from .operations import bootstrap, verify, write_inventories
+from .sitedata import validate_sites
+from .storage import EVIDENCE_SUFFIX, apply_store, check_store, prove_evidence
+
+if TYPE_CHECKING:
+    from ..bootstrap import RunResult
+    from ..stackfile import Stack
+
+
+def evidence_dir(root: Path, site: str) -> Path:
+    out = root / "runs" / site / (time.strftime("%Y%m%dT%H%M%S") + EVIDENCE_SUFFIX)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from ..plan import run_plan
+    from ..testhosts import lifecycle, netns
+    from ..testhosts.run import Run
+
+    root = root_of(args)
+    site = args.site
+    t0 = time.monotonic()
+
+    def step(title: str) -> None:
+        print(f"\n== {title} ({time.monotonic() - t0:.0f} s)", flush=True)
+
+    step(f"validate {site} and the sites it is interconnected with")
+    if not validate_sites(root, [site]):
+        return 2
+    (stack,) = gated(root, [site])
+    step(f"plan {site} offline (Pulumi mock runtime)")
+    plan = run_plan(stack)
+    print(
+        f"{len(plan.resources)} resources; {plan.outputs['gpus']['total']} GPUs on {len(plan.outputs['nodes'])} nodes"
+    )
+    step(f"inventory of {site}")
+    write_inventories(root, [stack])
+    run = Run.of(root, site, run_id=args.run)
+    records = evidence_dir(root, site)
+    try:
+        step("test hosts up")
+        lifecycle.up(stack, root, run)
+        step("bootstrap (first run)")
+        first = bootstrap(stack, root, ssh_config=run.ssh_config)
+        if first.failed_hosts:
+            return 1
+        step("bootstrap (second run: must change nothing)")
+        second = bootstrap(stack, root, ssh_config=run.ssh_config, quiet=True)
+        if second.failed_hosts or second.changed_total:
+            raise OperationError(f"the second run changed {second.changed_total} thing(s): roles not idempotent")
+        step("verify")
+        results = verify(
+            stack, root, ssh_config=run.ssh_config, junit=records / "verify.xml", json_out=records / "verify.json"
+        )
+        ok = netns.inside(run.netns, lambda: _store_and_evidence(root, stack, first, records, step))
+        if any(r.failed for r in results) or not ok:
+            return 1
+    finally:
+        if not args.keep:
+            step("test hosts down")
+            lifecycle.down(run)
+    print(f"\nlab run complete in {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+def _store_and_evidence(root: Path, stack: Stack, first: RunResult, records: Path, step: Any) -> bool:
+    """Storage apply and check, then the run's records pushed and proven (inside the run's network)."""
+    from ..audit import write_report
+    from ..bootstrap import summary
+    from ..storage import evidence
+    from ..storage import site as storage_site
+    from ..testhosts.lab_env import passphrase_env
+
+    step(f"object store of {stack.name}: apply, then check")
+    client = storage_site.connect(stack, storage_site.credentials(stack, passphrase_env(root, stack.site.code)))
+    if not apply_store(stack, client):
+        return False
+    report = check_store(stack, client)
+    step("evidence: record the run, push it, prove it")
+    (records / "bootstrap-summary.txt").write_text(summary(first) + "\n")
+    write_report(root, stack, records, date.today(), None, live=report.live)
+    files = sorted(p for p in records.iterdir() if p.is_file())
+    print(f"{len(files)} record(s) written to {records.relative_to(root)}")
+    evidence.push(stack, client, files)
+    return prove_evidence(stack, client, quiet=True) and report.clean
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lab",
+        help="the whole job on the lab site: validate, plan, inventory, hosts, bootstrap, verify, storage, evidence",
+    )
+    p.add_argument("--site", default="lab", help=argparse.SUPPRESS)
+    p.add_argument("--run", metavar="ID", help="test-host run id (default: derived from this checkout)")
+    p.add_argument("--keep", action="store_true", help="leave the test hosts running at the end")
+    p.set_defaults(func=cmd_lab)

@@ -1,0 +1,228 @@
+"""up, down and status of one run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import OperationError
+from ..stackfile import Stack, display
+from . import hosts, netns, rgw, services
+from .proc import Say, alive, all_pids, cmdline, must, port_open, run, say_stdout, stop, wait
+from .rootfs import ensure_rootfs
+from .run import HostState, Run, State, load_state, other_runs, save_state
+
+TOOLS = {
+    "mmdebstrap": "mmdebstrap",
+    "systemd-nspawn": "systemd-container",
+    "apt-cacher-ng": "apt-cacher-ng",
+    "ip": "iproute2",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+}
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise OperationError("test hosts need root (network namespaces, overlay mounts, systemd-nspawn)")
+    missing = sorted(
+        {pkg for tool, pkg in TOOLS.items() if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists()}
+    )
+    if missing:
+        raise OperationError(f"missing tools; install them with: apt-get install {' '.join(missing)}")
+
+
+def make_bridge(run_: Run, a: services.Addresses) -> None:
+    ns = ["ip", "-n", run_.netns]
+    if run([*ns, "link", "show", run_.bridge]).returncode != 0:
+        must([*ns, "link", "add", run_.bridge, "type", "bridge"], "creating the bridge")
+    if f" {a.gateway}/{a.prefix} " not in run([*ns, "-o", "-4", "addr", "show", "dev", run_.bridge]).stdout:
+        must([*ns, "addr", "replace", f"{a.gateway}/{a.prefix}", "dev", run_.bridge], "addressing the bridge")
+    must([*ns, "link", "set", run_.bridge, "up"], "bringing the bridge up")
+
+
+def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
+    preflight()
+    site = stack.site
+    a = services.addresses(site, display(stack.path, root))
+    run_.dir.mkdir(parents=True, exist_ok=True)
+    state = load_state(run_) or State(run_.id, site.code, str(root), a.gateway, a.prefix)
+    state.gateway, state.prefix = a.gateway, a.prefix
+    t0 = time.monotonic()
+    say(f"run {run_.id}: namespace {run_.netns}, bridge {run_.bridge}, state {run_.dir}")
+    netns.create(run_.netns)
+    make_bridge(run_, a)
+    save_state(run_, state)
+    services.ensure_proxy_relay(run_, state, a, say)
+    save_state(run_, state)
+    services.ensure_artifacts(site, say)
+    services.ensure_mirror(run_, state, a, say)
+    save_state(run_, state)
+    services.ensure_object_store(stack, root, run_, a.gateway, say)
+    rootfs = netns.inside(run_.netns, lambda: ensure_rootfs(site, say))
+    state.rootfs = str(rootfs)
+    pubkey = hosts.make_key(run_)
+    known = {h.name: h for h in state.hosts}
+    all_hosts: list[HostState] = []
+    started: list[HostState] = []
+    t_hosts = time.monotonic()
+    for node in site.nodes:
+        h = known.get(node.hostname) or HostState(node.hostname, str(node.management_ip))
+        h.ip = str(node.management_ip)
+        if not alive(h.pid):
+            merged = hosts.prepare(run_, site, rootfs, name=h.name, ip=h.ip, prefix=a.prefix, pubkey=pubkey)
+            h.pid = netns.inside(run_.netns, lambda h=h, merged=merged: hosts.boot(run_, h.name, merged))
+            started.append(h)
+        all_hosts.append(h)
+    state.hosts = all_hosts
+    save_state(run_, state)
+    hosts.write_ssh_config(run_, all_hosts)
+
+    def sshd_up() -> None:
+        for h in started:
+            log = run_.host_dir(h.name) / "console.log"
+            wait(f"sshd on {h.name} ({h.ip})", lambda h=h: port_open(h.ip, 22), 90, h.pid, log)
+
+    netns.inside(run_.netns, sshd_up)
+    for h in all_hosts:
+        wait(f"an SSH login to {h.name}", lambda h=h: hosts.ssh_ready(run_, h.name), 60)
+    for h in all_hosts:
+        say(f"host {h.name}: {h.ip} {'started' if h in started else 'already up'} (pid {h.pid})")
+    took, total = time.monotonic() - t_hosts, time.monotonic() - t0
+    say(f"test hosts up: {len(all_hosts)} in {took:.1f} s (all steps {total:.1f} s)")
+    say(f"  ssh -F {run_.ssh_config} {all_hosts[0].name}")
+    say(f"  aifactory bootstrap {site.code} --ssh-config {run_.ssh_config}")
+    say(f"  ip netns exec {run_.netns} aifactory storage check {site.code}   (the store is inside the run's network)")
+    return state
+
+
+# -- teardown and status -------------------------------------------------------------------
+
+
+def _helpers(run_: Run) -> list[int]:
+    """This run's processes outside its namespace (the proxy relay, SSH masters), found by their command line."""
+    markers = (run_.netns.encode(), str(run_.dir).encode())
+    return [p for p in all_pids() if any(m in cmdline(p) for m in markers)]
+
+
+def _inside_hosts(run_: Run) -> list[int]:
+    """Processes whose root filesystem is one of this run's host overlays.
+
+    A container's init outlives a systemd-nspawn that had to be killed (seen: its systemd, reparented
+    to PID 1, kept the container's network namespace and so its veth, and the next `up` failed with
+    "Failed to add new veth interfaces ... File exists"). Inside its own mount namespace its root
+    reads as "/", so it is found by its root mount: an overlay whose upper directory is ours.
+    """
+    marker = f"upperdir={run_.dir}/"
+    try:
+        ours = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return []
+    out = []
+    for pid in all_pids():
+        proc = Path("/proc") / str(pid)
+        try:
+            if os.readlink(proc / "ns" / "mnt") == ours:
+                continue
+            lines = (proc / "mountinfo").read_text().splitlines()
+        except OSError:
+            continue
+        root_line = next((line for line in lines if line.split(" ")[4:5] == ["/"]), "")
+        if marker in root_line:
+            out.append(pid)
+    return out
+
+
+def _mounts(run_: Run) -> list[str]:
+    prefix = str(run_.dir) + "/"
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    return sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True)
+
+
+def _live_runs(run_: Run) -> list[str]:
+    return [r for r in other_runs(run_) if netns.exists(f"aifactory-{r}")]
+
+
+def down(run_: Run, say: Say = say_stdout) -> list[str]:
+    """Stop and remove everything of this run, found from its state and, after a crash, by looking."""
+    preflight()
+    state = load_state(run_)
+    removed: list[str] = []
+    if run_.ssh_config.is_file() and state:
+        for h in state.hosts:
+            run(["ssh", "-F", str(run_.ssh_config), "-O", "exit", h.name])
+    in_ns = netns.pids(run_.netns)
+    nspawn = [p for p in in_ns if b"systemd-nspawn" in cmdline(p)]
+    if state:
+        nspawn += [h.pid for h in state.hosts if alive(h.pid) and h.pid not in nspawn]
+    if nspawn:
+        stop(nspawn, grace=30)
+        removed.append(f"{len(nspawn)} host(s) powered off")
+    orphans = _inside_hosts(run_)
+    if orphans:
+        stop(orphans, grace=5)
+        removed.append(f"{len(orphans)} process(es) left inside the hosts stopped")
+    if rgw.stop(run_.rgw_dir):
+        removed.append("object store (Ceph RGW) stopped")
+    rest = sorted(
+        {*netns.pids(run_.netns), *_helpers(run_)} | ({state.relay_pid} if state and alive(state.relay_pid) else set())
+    )
+    if rest:
+        stop(rest, grace=5)
+        removed.append(f"{len(rest)} helper process(es) stopped (proxy relay, artifact mirror, SSH)")
+    for point in _mounts(run_):
+        if run(["umount", point]).returncode != 0:
+            must(["umount", "-l", point], f"unmounting {point}")
+        removed.append(f"unmounted {point}")
+    if netns.delete(run_.netns):
+        removed.append(f"namespace {run_.netns} deleted (with bridge {run_.bridge})")
+    if run_.dir.exists():
+        shutil.rmtree(run_.dir)
+        removed.append(f"removed {run_.dir}")
+    services.release_proxy(_live_runs(run_), removed.append)
+    for line in removed or [f"run {run_.id}: nothing to remove"]:
+        say(line)
+    return removed
+
+
+@dataclass(frozen=True)
+class Status:
+    namespace: bool
+    relay: bool
+    mirror: bool
+    store: bool
+    hosts: list[tuple[str, str, bool, bool]]  # name, ip, running, ssh port open
+    mounts: list[str]
+    processes: list[int]
+
+    @property
+    def anything(self) -> bool:
+        return self.namespace or bool(self.mounts) or bool(self.processes)
+
+
+def status(run_: Run) -> Status:
+    state = load_state(run_)
+    present = netns.exists(run_.netns)
+    hosts_ = []
+    if state and present:
+        probe = {h.name: netns.inside(run_.netns, lambda h=h: port_open(h.ip, 22, 0.3)) for h in state.hosts}
+        hosts_ = [(h.name, h.ip, alive(h.pid), probe[h.name]) for h in state.hosts]
+    elif state:
+        hosts_ = [(h.name, h.ip, alive(h.pid), False) for h in state.hosts]
+    return Status(
+        namespace=present,
+        relay=bool(state and alive(state.relay_pid)),
+        mirror=bool(state and alive(state.mirror_pid)),
+        store=rgw.load(run_.rgw_dir) is not None,
+        hosts=hosts_,
+        mounts=_mounts(run_),
+        processes=sorted({*netns.pids(run_.netns), *_helpers(run_), *_inside_hosts(run_)}),
+    )
+
+
+def ssh(run_: Run, host: str, command: str):
+    """Run a command on a host of this run (tests and the CLI's status use it)."""
+    return run(["ssh", "-F", str(run_.ssh_config), host, command])

@@ -1,0 +1,285 @@
+"""The services a run's nodes reach, each on the address the site's mirrors declare.
+
+- the package proxy (apt-cacher-ng): one per machine, on loopback, shared by every run because
+  it is a cache; each run reaches it through a relay listening on its declared address inside
+  the run's namespace, since the proxy alone needs the internet;
+- the artifact mirror (NCCL's redistributable from PyPI): files in a shared cache, served by an
+  http.server inside the run's namespace;
+- the object store: a one-node Ceph RGW inside the run's namespace, with the stack's keys.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import random
+import shutil
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, OperationError, Problem
+from ..model import Site
+from ..stackfile import SITE_KEY, Stack
+from . import netns, rgw
+from .proc import Say, alive, must, port_open, spawn, stop, wait
+from .run import CACHE_ROOT, SHARED, STATE_ROOT, Run, State
+
+# Debian's archive, which the package proxy serves to the hosts.
+UPSTREAM_DEBIAN = "http://deb.debian.org/debian/"
+
+
+@dataclass(frozen=True)
+class Addresses:
+    gateway: str
+    prefix: int
+    proxy_port: int
+    mirror_port: int
+
+
+def addresses(site: Site, shown: str) -> Addresses:
+    """Gateway, prefix, proxy port and mirror port, checked against the site's own mirrors."""
+    mgmt = site.network.management
+    if mgmt.gateway is None:
+        raise ConfigError(
+            [Problem(shown, f"{SITE_KEY}.network.management.gateway", "test hosts need a gateway: the bridge takes it")]
+        )
+    gw = str(mgmt.gateway)
+    ports = []
+    for field_name, url in (("debian", site.mirrors.debian.url), ("artifacts", site.mirrors.artifacts.url)):
+        parts = urlsplit(url)
+        if parts.hostname != gw or parts.scheme != "http":
+            raise ConfigError(
+                [
+                    Problem(
+                        shown,
+                        f"{SITE_KEY}.mirrors.{field_name}.url",
+                        f"test hosts reach mirrors only on the bridge: must be http://{gw}:PORT/...",
+                    )
+                ]
+            )
+        ports.append(parts.port or 80)
+    if not urlsplit(site.mirrors.debian.url).path.startswith("/deb.debian.org/debian"):
+        raise ConfigError(
+            [
+                Problem(
+                    shown,
+                    f"{SITE_KEY}.mirrors.debian.url",
+                    "the lab package proxy serves Debian at /deb.debian.org/debian",
+                )
+            ]
+        )
+    return Addresses(gw, mgmt.cidr.prefixlen, ports[0], ports[1])
+
+
+# -- the shared package proxy ---------------------------------------------------------------
+
+PROXY_DIR = STATE_ROOT / SHARED / "apt-cacher-ng"
+
+
+@contextmanager
+def locked(name: str) -> Iterator[None]:
+    """A machine-wide lock for what runs share (the proxy, the rootfs cache)."""
+    lock = STATE_ROOT / SHARED / f"{name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def _proxy_state() -> dict[str, int]:
+    try:
+        raw = json.loads((PROXY_DIR / "state.json").read_text())
+        return {"pid": int(raw["pid"]), "port": int(raw["port"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"pid": 0, "port": 0}
+
+
+def _proxy_port() -> int:
+    """A free loopback port below 32768: apt-cacher-ng 3.7 refuses higher ones ("Error resolving address
+    for binding", seen here with 36713 and 40000; 9999 and 3199 bound)."""
+    for port in random.sample(range(20000, 32768), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OperationError("no free loopback port below 32768 for the package proxy")
+
+
+def shared_proxy(say: Say) -> int:
+    """The machine's package proxy on 127.0.0.1: its port, started when no run has it up yet."""
+    with locked("proxy"):
+        st = _proxy_state()
+        if alive(st["pid"]) and port_open("127.0.0.1", st["port"]):
+            return st["port"]
+        port = _proxy_port()
+        cache, logs = CACHE_ROOT / "apt-cacher-ng", PROXY_DIR / "log"
+        for d in (cache, logs):
+            d.mkdir(parents=True, exist_ok=True)
+        # Requests for deb.debian.org/debian go to one backend; the stock list names mirrors
+        # these machines cannot reach.
+        (PROXY_DIR / "acng.conf").write_text(
+            f"CacheDir: {cache}\nLogDir: {logs}\nSupportDir: /usr/lib/apt-cacher-ng\n"
+            f"Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian\n"
+            f"Port: {port}\nBindAddress: 127.0.0.1\nExThreshold: 4\n"
+        )
+        (PROXY_DIR / "backends_debian").write_text(UPSTREAM_DEBIAN + "\n")
+        log = PROXY_DIR / "apt-cacher-ng.out"
+        pid = spawn(
+            ["/usr/sbin/apt-cacher-ng", "-c", str(PROXY_DIR), "ForeGround=1", f"PidFile={PROXY_DIR / 'pid'}"], log
+        )
+        wait(f"the package proxy on 127.0.0.1:{port}", lambda: port_open("127.0.0.1", port), 20, pid, log)
+        (PROXY_DIR / "state.json").write_text(json.dumps({"pid": pid, "port": port}))
+        say(f"package proxy: apt-cacher-ng on 127.0.0.1:{port}, shared by this machine's runs (cache {cache})")
+        return port
+
+
+def release_proxy(still_running: list[str], say: Say) -> None:
+    """Stop the shared proxy once no run is left that uses it; its cache stays."""
+    with locked("proxy"):
+        if still_running:
+            return
+        st = _proxy_state()
+        if alive(st["pid"]):
+            stop([st["pid"]], grace=5)
+            say("package proxy stopped (no run left)")
+        (PROXY_DIR / "state.json").unlink(missing_ok=True)
+
+
+def ensure_proxy_relay(run: Run, state: State, a: Addresses, say: Say) -> None:
+    """The declared proxy address inside the run's namespace, relayed to the shared proxy."""
+    port = shared_proxy(say)
+    if alive(state.relay_pid) and netns.inside(run.netns, lambda: port_open(a.gateway, a.proxy_port)):
+        return
+    log = run.dir / "proxy-relay.out"
+    state.relay_pid = spawn(
+        [
+            sys.executable,
+            "-m",
+            "aifactory.testhosts.relay",
+            "listen",
+            run.netns,
+            f"{a.gateway}:{a.proxy_port}",
+            f"127.0.0.1:{port}",
+        ],
+        log,
+    )
+    netns.inside(
+        run.netns,
+        lambda: wait(
+            f"the package proxy on {a.gateway}:{a.proxy_port}",
+            lambda: port_open(a.gateway, a.proxy_port),
+            20,
+            state.relay_pid,
+            log,
+        ),
+    )
+    say(f"package proxy: {a.gateway}:{a.proxy_port} in {run.netns}, relayed to the shared proxy")
+
+
+# -- the artifact mirror -------------------------------------------------------------------
+
+
+def artifact_root() -> Path:
+    return CACHE_ROOT / "artifacts"
+
+
+def ensure_artifacts(site: Site, say: Say) -> None:
+    """Stock the artifact mirror with what the site's roles fetch from it (NCCL's redistributable)."""
+    g = site.gpu_stack
+    major = g.nccl_cuda.split(".")[0]
+    prefix = urlsplit(site.mirrors.artifacts.url).path.strip("/")
+    target = artifact_root() / prefix / "nccl" / f"nvidia-nccl-cu{major}-{g.nccl_version}.whl"
+    if target.is_file():
+        return
+    say(f"artifact mirror: fetching NCCL {g.nccl_version} for CUDA {major} (nvidia-nccl-cu{major}) from PyPI")
+    with tempfile.TemporaryDirectory() as tmp:
+        must(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                "manylinux2014_x86_64",
+                "--python-version",
+                "3.11",
+                f"nvidia-nccl-cu{major}=={g.nccl_version}",
+                "-d",
+                tmp,
+            ],
+            "downloading the NCCL redistributable",
+        )
+        (wheel,) = Path(tmp).glob("*.whl")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # A move within one file system is atomic: a run beside this one sees the whole file or none.
+        staged = target.with_name(f".{target.name}.{Path(tmp).name}")
+        shutil.copyfile(wheel, staged)
+        staged.replace(target)
+
+
+def ensure_mirror(run: Run, state: State, a: Addresses, say: Say) -> None:
+    def start() -> None:
+        if alive(state.mirror_pid) and port_open(a.gateway, a.mirror_port):
+            return
+        root = artifact_root()
+        root.mkdir(parents=True, exist_ok=True)
+        log = run.dir / "artifact-mirror.out"
+        state.mirror_pid = spawn(
+            [sys.executable, "-m", "http.server", "--bind", a.gateway, "--directory", str(root), str(a.mirror_port)],
+            log,
+        )
+        wait(
+            f"the artifact mirror on {a.gateway}:{a.mirror_port}",
+            lambda: port_open(a.gateway, a.mirror_port),
+            20,
+            state.mirror_pid,
+            log,
+        )
+        say(f"artifact mirror: http://{a.gateway}:{a.mirror_port}/ serving {root}")
+
+    netns.inside(run.netns, start)
+
+
+# -- the object store ----------------------------------------------------------------------
+
+
+def ensure_object_store(stack: Stack, root: Path, run: Run, gateway: str, say: Say) -> None:
+    """The site's object store as a one-node Ceph RGW in the run's namespace, when the stack puts it on the bridge.
+
+    Its zonegroup's api_name is the store's region (RGW then refuses any other location), and its
+    owner account has the keys the stack holds, so the stack reaches it as it reaches a real store.
+    """
+    from ..storage.site import credentials
+    from .lab_env import passphrase_env
+
+    store = stack.site.storage.object_store
+    url = urlsplit(store.url)
+    if url.hostname != gateway:
+        say(f"object store: {store.url} is not on the bridge; the lab does not start one")
+        return
+    if rgw.load(run.rgw_dir) is not None:
+        say(f"object store: Ceph RGW on {gateway}:{url.port or 80} already up")
+        return
+    creds = credentials(stack, passphrase_env(root, stack.site.code))
+    netns.inside(
+        run.netns,
+        lambda: rgw.start(
+            run.rgw_dir,
+            region=store.region,
+            users=[rgw.User(f"{stack.site.code}-owner", creds.access_key_id, creds.secret_access_key)],
+            address=gateway,
+            port=url.port or 80,
+            say=lambda m: say(f"object store: {m}"),
+        ),
+    )
