@@ -29,8 +29,10 @@ setup: $(SETUP)
 lab: $(SETUP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/aifactory lab
 
+# Two workers, one file each at a time: the test-host file (first, the longest) on one, the rest
+# on the other; on 2 cores the bootstrap's dpkg and the Python tests overlap.
 test: $(SETUP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(SETUP)
 	$(BIN)/ruff check src tests benchmarks stacks

@@ -85,3 +85,14 @@ def test_the_node_suite_reads_no_stack_and_takes_no_names_from_the_environment()
     assert "AIFACTORY_VERIFY_" not in text
     assert "--expectations" in (suite / "conftest.py").read_text()
     assert Path(runner.__file__).read_text().count("--expectations=") == 1
+
+
+def test_a_node_gets_the_cuda_components_its_site_declares():
+    lab, za = load_stack(ROOT, "lab").site, load_stack(ROOT, "za").site
+    assert lab.gpu_stack.cuda_components == "runtime" and za.gpu_stack.cuda_components == "toolkit"
+    runtime, toolkit = expectations(ROOT, lab, lab.nodes[0]), expectations(ROOT, za, za.nodes[0])
+    assert runtime.cuda_packages == {"debian": ["libcudart11.0"], "ubuntu": ["cuda-libraries-11-8"]}
+    assert toolkit.cuda_packages["ubuntu"] == ["cuda-toolkit-13-0"]
+    assert "nvidia-cuda-toolkit" in toolkit.cuda_packages["debian"]
+    # The inventory hands the roles the same choice.
+    assert "cuda_toolkit_components: !unsafe 'runtime'" in (ROOT / "inventories/lab/group_vars/all.yml").read_text()

@@ -10,8 +10,10 @@ checkout, or another checkout's run, is never touched. The tests run in file ord
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,14 +63,23 @@ def hosts(stack):
 
 @pytest.fixture
 def progress(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]):
-    """Task lines of a bootstrap on the terminal as they arrive, past pytest's capture (capsys.disabled)."""
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    """Task lines of a bootstrap on the terminal as they arrive, past pytest's capture (capsys.disabled).
+
+    Under pytest-xdist a worker's reporter reaches no terminal, but its standard error, uncaptured, does.
+    """
+    worker = hasattr(request.config, "workerinput")  # an xdist worker's reporter writes to no terminal
+    reporter = None if worker else request.config.pluginmanager.getplugin("terminalreporter")
     t0 = time.monotonic()
 
     def say(line: str) -> None:
-        if reporter is not None and (line.startswith("TASK") or "FAILED" in line or "UNREACHABLE" in line):
+        if line.startswith("TASK") or "FAILED" in line or "UNREACHABLE" in line:
+            text = f"    [{time.monotonic() - t0:5.0f} s] {line}"
             with capsys.disabled():
-                reporter.write_line(f"    [{time.monotonic() - t0:5.0f} s] {line}")
+                if reporter is not None:
+                    reporter.write_line(text)
+                else:
+                    sys.stderr.write(f"[test hosts] {text.strip()}\n")
+                    sys.stderr.flush()
 
     return say
 
@@ -206,6 +217,41 @@ def test_bootstrap_corrects_the_wrong_version_and_the_missing_library(stack, hos
     assert again.changed_total == 0
 
 
+def project_copy(tmp_path: Path, doc: dict) -> Path:
+    """A copy of the checkout's stacks, roles and playbooks with this lab stack document."""
+    import yaml
+
+    root = tmp_path / "co"
+    root.mkdir()
+    for f in ("Pulumi.yaml", "ansible.cfg"):
+        shutil.copy(ROOT / f, root / f)
+    for d in ("stacks", "roles", "playbooks", "inventories"):
+        shutil.copytree(ROOT / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "stacks" / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return root
+
+
+def test_the_whole_toolkit_resolves_on_the_mirror_in_check_mode(stack, hosts, tmp_path):
+    """The lab installs the CUDA runtime only; the toolkit choice's packages resolve too (apt in check mode)."""
+    import yaml
+
+    from aifactory import inventory
+
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
+    assert doc["config"]["aifactory:site"]["gpu_stack"]["cuda_components"] == "runtime"
+    doc["config"]["aifactory:site"]["gpu_stack"]["cuda_components"] = "toolkit"
+    root = project_copy(tmp_path, doc)
+    toolkit = load_stack(root, SITE)
+    inventory.write(toolkit, root)
+    result = run_playbook(toolkit, root, check=True, say=print, quiet=True)
+    assert not result.failed_hosts, result.artifacts
+    events = (result.artifacts / "stdout").read_text()
+    assert "Install the CUDA packages of toolkit 11.8" in events
+    assert all(s.changed > 0 for s in result.hosts.values())  # nvidia-cuda-toolkit would be installed
+    first = stack.site.nodes[0].hostname
+    assert ssh(first, "dpkg-query -W nvidia-cuda-toolkit").returncode != 0  # and check mode installed nothing
+
+
 def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path):
     """The injection test on a real test host: a hostile but admitted stack, the real roles over SSH."""
     from aifactory import inventory
@@ -221,16 +267,8 @@ def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path)
     ]
     count = "; ".join(f"wc -l < {f}" for f in files)
     before = {n.hostname: ssh(n.hostname, count).stdout for n in stack.site.nodes}
-    root = tmp_path / "co"
-    root.mkdir()
-    for f in ("Pulumi.yaml", "ansible.cfg"):
-        shutil.copy(ROOT / f, root / f)
-    for d in ("stacks", "roles", "playbooks", "inventories"):
-        shutil.copytree(ROOT / d, root / d, ignore=shutil.ignore_patterns("__pycache__"))
     doc, planted = hostile_lab()
-    import yaml
-
-    (root / "stacks" / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    root = project_copy(tmp_path, doc)
     hostile = load(root, SITE)
     gate([hostile], root)
     inventory.write(hostile, root)
@@ -273,6 +311,18 @@ def test_the_lab_object_store_is_a_real_rgw_on_the_bridge(stack, hosts, cli, tmp
     first = stack.site.nodes[0].hostname
     probe = ssh(first, "exec 3<>/dev/tcp/172.29.0.1/9000 && echo open")
     assert probe.stdout.strip() == "open", probe.stderr
+
+
+def test_the_lab_pipeline_end_to_end_on_this_run(stack, hosts, cli):
+    """`aifactory lab` (what `make lab` runs) on this run's hosts, already bootstrapped: every step, for real."""
+    code, out, err = cli("lab", "--run", RUN.id, "--keep")
+    assert code == 0, out[-3000:] + err
+    for step in ("== test hosts up", "== bootstrap (second run", "== verify", "== object store of lab", "== evidence"):
+        assert step in out
+    assert "all 2 node(s) verified" in out and "store as declared" in out
+    assert re.search(r"(\d+) of \1 record\(s\) proven", out), out[-2000:]
+    assert "lab run complete" in out
+    assert netns.exists(RUN.netns)  # --keep
 
 
 def test_down_after_a_crash_leaves_nothing(stack, hosts):

@@ -109,6 +109,7 @@ def group_vars_all(site: Site) -> dict[str, Any]:
         "nvidia_base_cuda_repo_key_fingerprint": m.cuda.signing_key_fingerprint,
         "nvidia_driver_version": g.driver,
         "cuda_toolkit_version": g.cuda,
+        "cuda_toolkit_components": g.cuda_components,
         "nccl_package_version": g.nccl,
         "nccl_artifacts_url": m.artifacts.url,
         "nccl_socket_ifname": site.network.management.interface,

@@ -344,6 +344,11 @@ class Mig(Strict):
 class GpuStack(Strict):
     driver: DriverVersion
     cuda: CudaVersion = Field(description="CUDA toolkit major.minor")
+    cuda_components: Literal["toolkit", "runtime"] = Field(
+        default="toolkit",
+        description="what of CUDA the nodes get: the whole toolkit (compiler, libraries, tools), or the runtime "
+        "libraries only, for nodes whose workloads bring their own compiler (roles/cuda_toolkit/defaults)",
+    )
     nccl: NcclVersion = Field(description="NCCL package version as NVIDIA publishes it, e.g. 2.26.5-1+cuda12.8")
     gpu_operator: ChartVersion = Field(description="gpu-operator Helm chart version")
     network_operator: OperatorVersion

@@ -70,8 +70,17 @@ def cmd_lab(args: argparse.Namespace) -> int:
         results = verify(
             stack, root, ssh_config=run.ssh_config, junit=records / "verify.xml", json_out=records / "verify.json"
         )
-        ok = netns.inside(run.netns, lambda: _store_and_evidence(root, stack, first, records, step))
-        if any(r.failed for r in results) or not ok:
+        # The store is in the run's network: its steps run there; the records are written here, since
+        # the audit report runs the Pulumi program, whose event loop belongs to the main thread.
+        step(f"object store of {site}: apply, then check")
+        client = _client(root, stack)
+        report = netns.inside(run.netns, lambda: apply_store(stack, client) and check_store(stack, client))
+        if not report:
+            return 1
+        step("evidence: record the run, push it, prove it")
+        files = _records(root, stack, first, records, report.live)
+        proven = netns.inside(run.netns, lambda: _push_and_prove(stack, client, files))
+        if any(r.failed for r in results) or not report.clean or not proven:
             return 1
     finally:
         if not args.keep:
@@ -81,26 +90,30 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_and_evidence(root: Path, stack: Stack, first: RunResult, records: Path, step: Any) -> bool:
-    """Storage apply and check, then the run's records pushed and proven (inside the run's network)."""
-    from ..audit import write_report
-    from ..bootstrap import summary
-    from ..storage import evidence
+def _client(root: Path, stack: Stack) -> Any:
     from ..storage import site as storage_site
     from ..testhosts.lab_env import passphrase_env
 
-    step(f"object store of {stack.name}: apply, then check")
-    client = storage_site.connect(stack, storage_site.credentials(stack, passphrase_env(root, stack.site.code)))
-    if not apply_store(stack, client):
-        return False
-    report = check_store(stack, client)
-    step("evidence: record the run, push it, prove it")
+    return storage_site.connect(stack, storage_site.credentials(stack, passphrase_env(root, stack.site.code)))
+
+
+def _records(root: Path, stack: Stack, first: RunResult, records: Path, live: dict[str, Any]) -> list[Path]:
+    """The run's records beside verify's: the audit report (with the live store) and the bootstrap summary."""
+    from ..audit import write_report
+    from ..bootstrap import summary
+
     (records / "bootstrap-summary.txt").write_text(summary(first) + "\n")
-    write_report(root, stack, records, date.today(), None, live=report.live)
+    write_report(root, stack, records, date.today(), None, live=live)
     files = sorted(p for p in records.iterdir() if p.is_file())
     print(f"{len(files)} record(s) written to {records.relative_to(root)}")
+    return files
+
+
+def _push_and_prove(stack: Stack, client: Any, files: list[Path]) -> bool:
+    from ..storage import evidence
+
     evidence.push(stack, client, files)
-    return prove_evidence(stack, client, quiet=True) and report.clean
+    return prove_evidence(stack, client, quiet=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

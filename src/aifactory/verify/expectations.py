@@ -57,6 +57,7 @@ class NodeExpectations:
     sku: SkuFacts
     driver: str
     cuda: str
+    cuda_components: str
     nccl_version: str
     driver_packages: dict[str, list[str]]
     persistenced_package: dict[str, str]
@@ -133,13 +134,15 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         sku=SkuFacts(sku.name, sku.gpu_count, sku.gpu_product_prefix, sku.nvlinks_per_gpu, sku.nvswitch),
         driver=g.driver,
         cuda=g.cuda,
+        cuda_components=g.cuda_components,
         nccl_version=g.nccl_version,
         driver_packages={"debian": list(deb["nvidia_driver_packages"]), "ubuntu": ubuntu_driver},
         persistenced_package={"debian": deb["nvidia_driver_persistenced_package"], "ubuntu": ""},
         cuda_packages={
-            "debian": list(cuda["cuda_toolkit_packages_debian"]),
+            "debian": list(cuda["cuda_toolkit_packages_debian"][g.cuda_components]),
             "ubuntu": [
-                p.replace("{major}", major).replace("{minor}", minor) for p in cuda["cuda_toolkit_packages_ubuntu"]
+                p.replace("{major}", major).replace("{minor}", minor)
+                for p in cuda["cuda_toolkit_packages_ubuntu"][g.cuda_components]
             ],
         },
         nccl_conf=conf,
