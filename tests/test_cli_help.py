@@ -19,14 +19,16 @@ def parsers(parser: argparse.ArgumentParser, path: str = "aifactory") -> Iterato
                 yield from parsers(child, f"{path} {name}")
 
 
-def test_every_command_has_a_description_and_every_option_a_help():
+def test_every_command_has_a_description_and_every_option_and_argument_a_help():
     missing = []
     for path, parser in parsers(build_parser()):
         if not parser.description:
             missing.append(f"{path}: no description")
         for action in parser._actions:
-            if action.option_strings and action.help is None:
-                missing.append(f"{path} {'/'.join(action.option_strings)}: no help")
+            if isinstance(action, argparse._SubParsersAction):
+                continue  # its choices are the commands, each checked above
+            if action.help is None:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.metavar or action.dest}: no help")
     assert not missing, missing
 
 

@@ -96,6 +96,15 @@ def test_ignore_expected_shows_real_values_and_hides_only_what_the_site_code_exp
     assert not explained_by_code(Change("x", "changed", "pizza-default", "ping-default"), "za", "ng")
 
 
+def test_text_shortens_only_values_past_its_documented_width(cli):
+    code, out, _ = cli("diff", "za", "ng")
+    assert code == 0
+    values = [line.split(": ", 1)[1] for line in out.splitlines()[1:] if line.startswith(("  -", "  +"))]
+    long = [v for v in values if v.endswith("...")]
+    assert long and all(len(v) == TEXT_WIDTH for v in long)
+    assert any(TEXT_WIDTH // 2 < len(v) < TEXT_WIDTH for v in values)  # shorter values in full
+
+
 def test_json_values_are_never_shortened(cli):
     code, out, _ = cli("diff", "za", "ng", "--json")
     assert code == 0

@@ -212,7 +212,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("diff", help="semantic diff of two sites, or of a site against a git revision")
-    p.add_argument("site", metavar="SITE")
+    p.add_argument("site", metavar="SITE", help="first site (with --rev: the site to compare with its past)")
     p.add_argument("other", nargs="?", metavar="OTHER", help="second site")
     p.add_argument("--rev", metavar="REV", help="compare SITE as it was at this git revision with today's")
     p.add_argument("--plan", action="store_true", help="diff the offline plans: resources and their inputs")
@@ -229,7 +229,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("audit", help="self-contained HTML + Markdown audit report of a site")
-    p.add_argument("site", metavar="SITE")
+    p.add_argument("site", metavar="SITE", help="the site to report on")
     p.add_argument(
         "--out", required=True, metavar="DIR", help="directory for the report (audit-SITE.html and audit-SITE.md)"
     )
