@@ -96,3 +96,36 @@ def test_a_node_gets_the_cuda_components_its_site_declares():
     assert "nvidia-cuda-toolkit" in toolkit.cuda_packages["debian"]
     # The inventory hands the roles the same choice.
     assert "cuda_toolkit_components: !unsafe 'runtime'" in (ROOT / "inventories/lab/group_vars/all.yml").read_text()
+
+
+def test_stacks_are_read_with_libyaml_and_the_same_refusals_on_the_same_lines():
+    import yaml
+
+    from aifactory import stackfile as sf
+    from aifactory.errors import ConfigError
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("this PyYAML was built without libyaml: the pure-Python loader is the only one")
+    assert sf._StackLoader is sf._CStackLoader
+    for site in SITES:
+        text = (ROOT / "stacks" / f"Pulumi.{site}.yaml").read_text()
+        assert yaml.load(text, Loader=sf._StackLoader) == yaml.load(text, Loader=sf._PyStackLoader)  # noqa: S506
+    bad = {
+        "a: 1\na: 2\n": ("line 2,", "duplicate key"),
+        "a: 1\nb: &x 1\nc: *x\n": ("line 2,", "anchors and aliases"),
+        "a:\n  b: [1\n": ("line 3,", "YAML syntax error"),
+        "a: 1\n? [1]\n: 2\n": ("line 2,", "not a string"),
+        "a: " + "[" * 2000 + "]" * 2000 + "\n": ("line 1,", "nested deeper than 32 levels"),
+    }
+    for text, (line, words) in bad.items():
+        messages = []
+        for loader in (sf._StackLoader, sf._PyStackLoader):
+            sf._StackLoader, saved = loader, sf._StackLoader
+            try:
+                with pytest.raises(ConfigError) as caught:
+                    sf.parse_yaml(text, "stacks/Pulumi.x.yaml")
+            finally:
+                sf._StackLoader = saved
+            messages.append(str(caught.value.problems[0]))
+        for message in messages:
+            assert line in message and words in message, messages

@@ -53,33 +53,41 @@ def stack():
     return load_stack(ROOT, SITE)
 
 
+def terminal(config: pytest.Config):
+    """A line writer that reaches the terminal past pytest's capture, under xdist too (a worker's stderr)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    worker = hasattr(config, "workerinput")  # an xdist worker's reporter writes to no terminal
+    reporter = None if worker else config.pluginmanager.getplugin("terminalreporter")
+
+    def write(text: str) -> None:
+        with capture.global_and_fixture_disabled():
+            if reporter is not None:
+                reporter.write_line(text)
+            else:
+                sys.stderr.write(f"[test hosts] {text.strip()}\n")
+                sys.stderr.flush()
+
+    return write
+
+
 @pytest.fixture(scope="module")
-def hosts(stack):
+def hosts(stack, request: pytest.FixtureRequest):
+    write = terminal(request.config)
     lifecycle.down(RUN, say=lambda _m: None)  # what a killed earlier run of this suite left, and only that
-    state = lifecycle.up(stack, ROOT, RUN)
+    state = lifecycle.up(stack, ROOT, RUN, say=lambda line: write(f"    {line}"))  # a cold rootfs build is minutes
     yield state
     lifecycle.down(RUN, say=lambda _m: None)
 
 
 @pytest.fixture
-def progress(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]):
-    """Task lines of a bootstrap on the terminal as they arrive, past pytest's capture (capsys.disabled).
-
-    Under pytest-xdist a worker's reporter reaches no terminal, but its standard error, uncaptured, does.
-    """
-    worker = hasattr(request.config, "workerinput")  # an xdist worker's reporter writes to no terminal
-    reporter = None if worker else request.config.pluginmanager.getplugin("terminalreporter")
+def progress(request: pytest.FixtureRequest):
+    """Task lines of a bootstrap on the terminal as they arrive."""
+    write = terminal(request.config)
     t0 = time.monotonic()
 
     def say(line: str) -> None:
         if line.startswith("TASK") or "FAILED" in line or "UNREACHABLE" in line:
-            text = f"    [{time.monotonic() - t0:5.0f} s] {line}"
-            with capsys.disabled():
-                if reporter is not None:
-                    reporter.write_line(text)
-                else:
-                    sys.stderr.write(f"[test hosts] {text.strip()}\n")
-                    sys.stderr.flush()
+            write(f"    [{time.monotonic() - t0:5.0f} s] {line}")
 
     return say
 

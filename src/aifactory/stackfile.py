@@ -129,20 +129,19 @@ class _Refused(yaml.MarkedYAMLError):
     """A construct that is valid YAML but not accepted in a stack file."""
 
 
-class _StackLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing what makes data ambiguous or explosive.
+class _Checks:
+    """What a stack file may not hold, refused while it is read (each refusal names the line).
 
     Duplicate keys (PyYAML keeps the last silently), keys that are not strings, anchors and
     aliases (a few lines can expand into gigabytes once a model walks them) and nesting deeper
-    than any stack needs (PyYAML's composer recurses). Each refusal names the line.
+    than any stack needs (PyYAML's composer recurses). A mixin: the loader below puts it over
+    libyaml's parser when PyYAML has it, else over PyYAML's own.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[attr-defined]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _Refused(
                 problem="YAML anchors and aliases (&name, *name) are not accepted in a stack file: write values out",
@@ -152,20 +151,20 @@ class _StackLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 raise _Refused(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=event.start_mark)
-            return super().compose_node(parent, index)
+            return super().compose_node(parent, index)  # type: ignore[misc]
         finally:
             self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if not isinstance(node, yaml.MappingNode):
-            return super().construct_mapping(node, deep=deep)
+            return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
         seen: dict[str, Any] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise _Refused(
                     problem="merge keys (<<) are not accepted in a stack file", problem_mark=key_node.start_mark
                 )
-            key = self.construct_object(key_node, deep=True)
+            key = self.construct_object(key_node, deep=True)  # type: ignore[attr-defined]
             if not isinstance(key, str):
                 raise _Refused(
                     problem=f"key {shown(key)} is a {type(key).__name__}, not a string (quote it)",
@@ -177,10 +176,43 @@ class _StackLoader(yaml.SafeLoader):
                     problem_mark=key_node.start_mark,
                 )
             seen[key] = key_node.start_mark
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
 
 
-_StackLoader.add_constructor("tag:yaml.org,2002:map", _StackLoader.construct_yaml_map)
+class _PyStackLoader(_Checks, yaml.SafeLoader):
+    """PyYAML's safe loader, pure Python: where PyYAML was built without libyaml."""
+
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser  # libyaml's scanner and parser, in C
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    class _CStackLoader(_Checks, CParser, Composer, SafeConstructor, Resolver):  # type: ignore[misc]
+        """libyaml scans and parses (its events carry the same marks, so errors name the same lines); composing
+        and constructing stay PyYAML's, in Python, so that _Checks sees every node. Measured on a 100,000-node
+        stack (5.6 MB): 12.8 s with the pure-Python loader, 5.1 s with this one, 5.05 s with PyYAML's
+        CSafeLoader, which would skip the checks. libyaml words some syntax errors its own way."""
+
+        # CParser composes in C, past _Checks: the Python composer is used instead.
+        get_single_node = Composer.get_single_node
+        compose_document = Composer.compose_document
+        get_node = Composer.get_node
+        check_node = Composer.check_node
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _StackLoader: type = _CStackLoader
+else:  # pragma: no cover - PyYAML without libyaml
+    _StackLoader = _PyStackLoader
+
+for _loader in {_PyStackLoader, _StackLoader}:
+    _loader.add_constructor("tag:yaml.org,2002:map", _loader.construct_yaml_map)
 
 
 def read_yaml(path: Path, shown_path: str) -> Any:
@@ -208,7 +240,10 @@ def parse_yaml(text: str, shown_path: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        kind = "" if isinstance(exc, _Refused) else "YAML syntax error: "
+        refused = isinstance(exc, _Refused)
+        if "maximum nesting depth" in reason:  # libyaml's own limit, met ahead of ours in flow collections
+            reason, refused = f"nested deeper than {MAX_DEPTH} levels", True
+        kind = "" if refused else "YAML syntax error: "
         raise ConfigError([Problem(shown_path, where, f"{kind}{reason}")]) from None
     except RecursionError:
         raise ConfigError([Problem(shown_path, "", f"nested deeper than {MAX_DEPTH} levels")]) from None
