@@ -37,6 +37,7 @@ def project_with(n: int, where: Path) -> Path:
     for name in ("roles", "playbooks", "templates"):
         (where / name).symlink_to(ROOT / name)
     (where / "stacks").mkdir()
+    shutil.copy(ROOT / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")  # the lab store's keys
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
     pool = doc["config"]["aifactory:site"]["pools"][0]
     template = pool["nodes"][0]
