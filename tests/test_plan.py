@@ -33,13 +33,17 @@ def test_one_baremetalhost_per_declared_node(site):
         spec = hosts[node.hostname]["spec"]
         assert spec["bootMACAddress"] == node.mac
         assert spec["bmc"]["address"].startswith(f"redfish://{node.bmc_ip}/")
-        assert spec["bmc"]["credentialsName"] == f"{node.hostname}-bmc"
+        assert spec["bmc"]["credentialsName"] == f"{stack.site.code}-{node.pool}-bmc"  # the pool's one Secret
         labels = hosts[node.hostname]["metadata"]["labels"]
         assert labels["aifactory.io/sku"] == node.sku
         assert labels["aifactory.io/jurisdiction"] == stack.site.jurisdiction.data_residency
         assert labels["aifactory.io/rail-count"] == str(len(stack.site.network.fabric.rails))
-    secrets = {r.name for r in plan.of_type(SECRET_T)}
-    assert secrets == {f"{n.hostname}-bmc" for n in stack.site.nodes}
+    secrets = {r.name: r.inputs for r in plan.of_type(SECRET_T)}
+    assert set(secrets) == {f"{stack.site.code}-{p.name}-bmc" for p in stack.site.pools}
+    for pool in stack.site.pools:
+        secret = secrets[f"{stack.site.code}-{pool.name}-bmc"]
+        assert secret["metadata"]["labels"]["aifactory.io/pool"] == pool.name
+        assert set(secret["stringData"]) == {"username", "password"}
 
 
 @pytest.mark.parametrize("site", SITES)

@@ -1,4 +1,11 @@
-"""DGX nodes as Metal3 BareMetalHosts, each with the Secret holding its BMC credentials."""
+"""DGX nodes as Metal3 BareMetalHosts, and one Secret per pool holding the pool's BMC credentials.
+
+The stack holds BMC credentials per pool, so one Secret per pool says it once: every host of the
+pool names it as its credentialsName. baremetal-operator supports a Secret shared by hosts: it
+adds one non-controller owner reference per host that uses it ("We used to add controller
+references to BMC secrets. This was wrong", pkg/secretutils/secret_manager.go, claimSecret), so
+the Secret lives while any of its hosts does. It also halves what the program registers per node.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,10 @@ def node_labels(site: Site, node: NodeView) -> dict[str, str]:
     return {**labels.node_labels(site, node), labels.MANAGED_BY: "aifactory"}
 
 
+def bmc_secret_name(site: Site, pool: str) -> str:
+    return f"{site.code}-{pool}-bmc"
+
+
 class DgxNodes(pulumi.ComponentResource):
     """One BareMetalHost per declared node; Metal3's baremetal-operator provisions them."""
 
@@ -50,16 +61,22 @@ class DgxNodes(pulumi.ComponentResource):
             }
             for pool in site.pools
         }
-        self.hosts: list[CustomResource] = []
-        for node in site.nodes:
-            secret_name = f"{node.hostname}-bmc"
-            Secret(
-                secret_name,
-                metadata={"name": secret_name, "namespace": args.namespace, "labels": node_labels(site, node)},
+        self.secrets: dict[str, Secret] = {}
+        for pool in site.pools:
+            name = bmc_secret_name(site, pool.name)
+            self.secrets[pool.name] = Secret(
+                name,
+                metadata={
+                    "name": name,
+                    "namespace": args.namespace,
+                    "labels": {labels.SITE: site.code, labels.POOL: pool.name, labels.MANAGED_BY: "aifactory"},
+                },
                 type="Opaque",
-                string_data=pool_creds[node.pool],
+                string_data=pool_creds[pool.name],
                 opts=after_ns,
             )
+        self.hosts: list[CustomResource] = []
+        for node in site.nodes:
             self.hosts.append(
                 CustomResource(
                     node.hostname,
@@ -72,11 +89,11 @@ class DgxNodes(pulumi.ComponentResource):
                         "bootMACAddress": node.mac,
                         "bmc": {
                             "address": f"redfish://{node.bmc_ip}{args.redfish_system}",
-                            "credentialsName": secret_name,
+                            "credentialsName": bmc_secret_name(site, node.pool),
                             "disableCertificateVerification": not args.verify_bmc_tls,
                         },
                     },
-                    opts=after_ns,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secrets[node.pool]]),
                 )
             )
         self.register_outputs({"count": len(self.hosts)})
