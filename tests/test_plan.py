@@ -150,3 +150,22 @@ def test_program_refuses_other_cluster_contexts():
     assert provider.inputs["context"] == "aifactory-ke-nbo1"
     # every Kubernetes resource goes through that provider, not an ambient default one
     assert not [r for r in plan.resources if r.type == "pulumi:providers:kubernetes" and r.name == "default"]
+
+
+def test_the_one_reach_into_the_pulumi_sdk_still_fits_it():
+    """plan._no_source_positions swaps the SDK's per-registration stack capture: fail loudly if the SDK moves it."""
+    import inspect
+
+    from pulumi.runtime import resource as sdk_resource
+    from pulumi.runtime.proto import source_pb2
+
+    from aifactory import plan
+
+    original = sdk_resource._get_stack_trace
+    assert inspect.signature(original).parameters == {}, "pulumi.runtime.resource._get_stack_trace changed shape"
+    assert "_get_stack_trace()" in inspect.getsource(sdk_resource.register_resource), "the SDK no longer calls it"
+    assert isinstance(plan._empty_stack_trace(), source_pb2.StackTrace)
+    seen = []
+    with plan._no_source_positions():
+        seen.append(sdk_resource._get_stack_trace)
+    assert seen == [plan._empty_stack_trace] and sdk_resource._get_stack_trace is original

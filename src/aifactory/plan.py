@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import gc
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,6 +159,31 @@ def _tree_order(regs: list[Registration]) -> list[Registration]:
     return ordered
 
 
+@contextlib.contextmanager
+def _no_source_positions() -> Iterator[None]:
+    """Skip the SDK's capture of each registration's Python stack, for the offline plan only.
+
+    The one reach into Pulumi SDK internals: pulumi.runtime.resource._get_stack_trace walks
+    traceback.extract_stack() (source lines included) on every registration so that the engine can
+    point at the program's line; the mock runtime has no engine to tell. Measured: 0.61 s of a 4.85 s
+    1,024-node plan. tests/test_plan.py fails loudly if the SDK renames or reshapes the function.
+    """
+    from pulumi.runtime import resource as sdk_resource
+
+    original = sdk_resource._get_stack_trace
+    sdk_resource._get_stack_trace = _empty_stack_trace
+    try:
+        yield
+    finally:
+        sdk_resource._get_stack_trace = original
+
+
+def _empty_stack_trace() -> Any:
+    from pulumi.runtime.proto import source_pb2
+
+    return source_pb2.StackTrace()
+
+
 def run_plan(stack: Stack) -> Plan:
     """Run the site's program under mocks; safe to call repeatedly in one process."""
     from .program import build  # the program imports pulumi_kubernetes: keep `aifactory sites` fast
@@ -179,7 +206,8 @@ def run_plan(stack: Stack) -> Plan:
         outs = build(stack.site, credentials)
         return pulumi.Output.from_input(outs).apply(captured.update)
 
-    program()
+    with _no_source_positions():
+        program()
     return Plan(stack.name, _tree_order(monitor.registrations), captured)
 
 
