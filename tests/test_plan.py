@@ -169,3 +169,16 @@ def test_the_one_reach_into_the_pulumi_sdk_still_fits_it():
     with plan._no_source_positions():
         seen.append(sdk_resource._get_stack_trace)
     assert seen == [plan._empty_stack_trace] and sdk_resource._get_stack_trace is original
+
+
+def test_plan_all_plans_every_site_in_its_own_process_and_matches_each_plan(cli):
+    code, out, err = cli("plan", "--all", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert sorted(doc) == sorted(SITES)
+    for site in SITES:
+        code, one, _ = cli("plan", site, "--json")
+        assert json.loads(one) == doc[site]
+    for args in (("plan",), ("plan", "lab", "--all")):
+        code, out, err = cli(*args)
+        assert code == 2 and "give one SITE or --all" in err and out == ""

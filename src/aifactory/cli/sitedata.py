@@ -6,6 +6,7 @@ None of them reaches a node; only `audit --live-store` reaches the network, and 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,17 +80,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if validate_sites(root, args.sites or list_stacks(root), args.only, args.verbose) else 2
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
+def _plan_one(root: str, site: str, as_json: bool, inputs: bool, manifests: str | None) -> tuple[str, list[str]]:
+    """One site's plan, rendered: run in its own process by `plan --all` (the mock runtime is per process)."""
     from ..plan import render_json, render_text, run_plan
+    from ..stackfile import load_stack
 
-    (stack,) = gated(root_of(args), [args.site])
-    plan = run_plan(stack)
-    if args.manifests:
-        from .. import manifests
+    plan = run_plan(load_stack(Path(root), site))
+    written: list[str] = []
+    if manifests:
+        from .. import manifests as kube
 
-        for path in manifests.write(plan, args.manifests):
+        written = [str(p) for p in kube.write(plan, Path(manifests))]
+    return (render_json(plan) if as_json else render_text(plan, show_inputs=inputs)), written
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ..stackfile import list_stacks
+
+    root = root_of(args)
+    if args.all == bool(args.site):
+        raise ConfigError([Problem("plan", "", "give one SITE or --all")])
+    names = list_stacks(root) if args.all else [args.site]
+    stacks = gated(root, names)  # every site passes the gate before any is planned
+    manifests = str(args.manifests) if args.manifests else None
+    jobs = [(str(root), s.name, args.json, args.inputs, manifests) for s in stacks]
+    if len(jobs) == 1:
+        results = [_plan_one(*jobs[0])]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Sites plan independently: one fresh process each ("spawn": no state shared with this one).
+        workers = min(len(jobs), os.cpu_count() or 1)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_plan_one, *zip(*jobs, strict=True)))
+    for _text, written in results:
+        for path in written:
             print(f"wrote {path}", file=sys.stderr)
-    sys.stdout.write(render_json(plan) if args.json else render_text(plan, show_inputs=args.inputs))
+    if args.json and len(results) > 1:
+        import json
+
+        doc = {s.name: json.loads(text) for s, (text, _) in zip(stacks, results, strict=True)}
+        sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("\n".join(text for text, _ in results))
     return 0
 
 
@@ -200,7 +234,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="every resource the Pulumi program would register, offline (mock runtime)")
-    p.add_argument("site", metavar="SITE", help="the site to plan")
+    p.add_argument("site", nargs="?", metavar="SITE", help="the site to plan")
+    p.add_argument(
+        "--all", action="store_true", help="plan every site, in parallel processes (JSON: one object per site)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable plan")
     p.add_argument("--inputs", action="store_true", help="text mode: print each resource's inputs too")
     p.add_argument(
