@@ -1,0 +1,164 @@
+"""Converge at scale: 1, 4, 16 and 32 test hosts, a first and a no-op converge, and Ansible's options.
+
+    sudo .venv/bin/python benchmarks/converge_bench.py [--hosts 1,4,16,32] [--options]
+
+Each size gets a copy of the lab stack with that many nodes and a light playbook (the base role
+and the driver user space: no CUDA toolkit, RDMA or NCCL), on test hosts of a run of its own.
+It times the first converge and a second, no-op one, and reports seconds per host and per task
+and the controller's CPU seconds and peak memory (ansible-playbook and its workers). With
+--options, the largest size also times no-op converges under the options that matter at fleet
+scale: forks, the `free` strategy, fact caching (gathering: smart, jsonfile cache) and Mitogen
+(when the mitogen package is installed). Pipelining and SSH multiplexing are on in every run
+(ansible.cfg, the test hosts' ssh_config). Not a test: one 2-core machine's figures, printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from aifactory import inventory
+from aifactory.bootstrap import run_playbook
+from aifactory.stackfile import load_stack
+from aifactory.testhosts import lifecycle
+from aifactory.testhosts.run import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+LIGHT = """---
+# converge_bench: the base role and the driver user space only.
+- name: Converge (light)
+  hosts: gpu_nodes
+  become: true
+  gather_facts: true
+  roles:
+    - role: nvidia_base
+    - role: nvidia_driver
+"""
+
+
+def project(n: int, where: Path) -> Path:
+    for name in ("Pulumi.yaml", "ansible.cfg"):
+        shutil.copy(ROOT / name, where / name)
+    for name in ("roles", "templates"):
+        (where / name).symlink_to(ROOT / name)
+    (where / "playbooks").mkdir()
+    (where / "playbooks" / "bootstrap.yml").write_text(LIGHT)
+    (where / "stacks").mkdir()
+    shutil.copy(ROOT / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
+    site = doc["config"]["aifactory:site"]
+    template = site["pools"][0]["nodes"][0]
+    site["pools"][0]["nodes"] = [
+        {**copy.deepcopy(template), "bmc": f"172.29.1.{11 + i}", "mac": f"02:a1:f0:00:00:{11 + i:02x}"}
+        for i in range(n)
+    ]
+    site["tenants"] = [{**t, "gpu_quota": min(t["gpu_quota"], 8 * n // 2)} for t in site["tenants"]]
+    (where / "stacks" / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return where
+
+
+def converge(stack, root: Path, run: Run, env: dict[str, str]) -> dict[str, float]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    try:
+        result = run_playbook(stack, root, ssh_config=run.ssh_config, say=lambda _m: None, quiet=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.failed_hosts:
+        raise SystemExit(f"converge failed on {result.failed_hosts}: {result.artifacts}")
+    tasks = sum(
+        1
+        for line in (result.artifacts / "job_events").glob("*.json")
+        if json.loads(line.read_text()).get("event") == "playbook_on_task_start"
+    )
+    return {
+        "wall": wall,
+        "changed": result.changed_total,
+        "tasks": tasks,
+        "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "rss_mb": after.ru_maxrss / 1024,
+    }
+
+
+def row(label: str, n: int, f: dict[str, float]) -> None:
+    print(
+        f"{label:28} {n:5d} {f['wall']:8.1f} {f['wall'] / n:8.2f} {f['wall'] / max(f['tasks'], 1):8.2f}"
+        f" {f['cpu']:8.1f} {f['rss_mb']:9.0f} {int(f['changed']):8d}",
+        flush=True,
+    )
+
+
+def mitogen_env() -> dict[str, str] | None:
+    try:
+        import ansible_mitogen
+    except ImportError:
+        return None
+    plugins = Path(ansible_mitogen.__file__).parent / "plugins" / "strategy"
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(plugins), "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="1,4,16,32")
+    parser.add_argument("--options", action="store_true", help="also time Ansible's options at the largest size")
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.hosts.split(",")]
+    cols = ("hosts", "wall s", "s/host", "s/task", "CPU s", "peak MiB", "changed")
+    widths = (5, 8, 8, 8, 8, 9, 8)
+    print(f"{'converge':28} " + " ".join(f"{c:>{w}}" for c, w in zip(cols, widths, strict=True)), flush=True)
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="aifactory-converge-") as tmp:
+            root = project(n, Path(tmp))
+            stack = load_stack(root, "lab")
+            inventory.write(stack, root)
+            run = Run.of(root, "lab", purpose="converge-bench")
+            try:
+                start = time.monotonic()
+                lifecycle.up(stack, root, run, say=lambda _m: None)
+                print(f"{'(test hosts up)':28} {n:5d} {time.monotonic() - start:8.1f}", flush=True)
+                row("first", n, converge(stack, root, run, {}))
+                row("no-op", n, converge(stack, root, run, {}))
+                if args.options and n == max(sizes):
+                    row("no-op, forks 8", n, converge(stack, root, run, {"ANSIBLE_FORKS": "8"}))
+                    row("no-op, strategy free", n, converge(stack, root, run, {"ANSIBLE_STRATEGY": "free"}))
+                    cache = Path(tmp) / "facts"
+                    facts = {
+                        "ANSIBLE_GATHERING": "smart",
+                        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+                        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(cache),
+                    }
+                    converge(stack, root, run, facts)  # fills the cache
+                    row("no-op, fact cache", n, converge(stack, root, run, facts))
+                    mitogen = mitogen_env()
+                    if mitogen is None:
+                        print(f"{'no-op, mitogen':28} {n:5d}  skipped: the mitogen package is not installed")
+                    else:
+                        try:
+                            row("no-op, mitogen", n, converge(stack, root, run, mitogen))
+                        except SystemExit as exc:
+                            print(f"{'no-op, mitogen':28} {n:5d}  failed: {exc}")
+            finally:
+                lifecycle.down(run, say=lambda _m: None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
