@@ -1,0 +1,111 @@
+"""Loading at scale: `validate` and the inventory of 10,000- and 100,000-node sites, beside issue 12's targets.
+
+    .venv/bin/python benchmarks/load_bench.py [--sizes 10000,100000]
+
+Each size is the lab stack with N nodes and networks wide enough to address them (the pod
+network still fails net.capacity past 4,096 nodes: every check runs all the same). `validate`
+is timed end to end in a fresh process; the inventory is loaded and rendered in a fresh process
+without the policy gate (which refuses such a site). The peer is the pure-Python YAML loader
+on the same file, in the same run. Not a test: one machine's figures, printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {("validate", 10_000): 2.0, ("validate", 100_000): 10.0, ("inventory", 100_000): 20.0}
+
+
+def stack_doc(n: int) -> dict:
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
+    site = doc["config"]["aifactory:site"]
+    site["code"] = f"s{n}"
+    site["pools"][0]["nodes"] = [
+        {
+            "bmc": f"10.{4 + (i + 11) // 65536}.{((i + 11) // 256) % 256}.{(i + 11) % 256}",
+            "mac": f"02:be:00:{i // 65536:02x}:{(i // 256) % 256:02x}:{i % 256:02x}",
+        }
+        for i in range(n)
+    ]
+    net = site["network"]
+    net["management"] = {"cidr": "10.0.0.0/14", "gateway": "10.0.0.1", "interface": "bond0"}
+    net["bmc"] = {"cidr": "10.4.0.0/14"}
+    net["storage"] = {"cidr": "10.8.0.0/14"}
+    for i, rail in enumerate(net["fabric"]["rails"]):
+        rail["cidr"] = f"10.{128 + 16 * i}.0.0/12"
+    net["pods"] = "10.16.0.0/12"
+    net["services"] = "10.12.0.0/16"
+    for tenant in site["tenants"]:
+        tenant["gpu_quota"] = n * 4
+    return doc
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return time.monotonic() - start, proc.stdout
+
+
+INVENTORY = """
+import sys, time
+from pathlib import Path
+from aifactory.stackfile import load_stack
+from aifactory import inventory
+start = time.monotonic()
+stack = load_stack(Path(sys.argv[1]), sys.argv[2])
+loaded = time.monotonic()
+inventory.render(stack, Path(sys.argv[1]))
+print(f"{loaded - start:.2f} {time.monotonic() - loaded:.2f}")
+"""
+
+PURE = """
+import sys, time, yaml
+from aifactory import stackfile
+text = open(sys.argv[1]).read()
+start = time.monotonic()
+yaml.load(text, Loader=stackfile._PyStackLoader)
+print(f"{time.monotonic() - start:.2f}")
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    args = parser.parse_args()
+    aifactory = str(Path(sys.executable).with_name("aifactory"))
+    print(f"{'nodes':>7} {'step':28} {'seconds':>8} {'target':>7}")
+    for n in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="aifactory-load-") as tmp:
+            root = Path(tmp)
+            shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+            (root / "stacks").mkdir()
+            shutil.copy(ROOT / "stacks" / "lab.passphrase", root / "stacks" / "lab.passphrase")
+            path = root / "stacks" / f"Pulumi.s{n}.yaml"
+            path.write_text(yaml.safe_dump(stack_doc(n), sort_keys=False))
+            validate, _ = timed([aifactory, "--root", tmp, "validate", f"s{n}"])
+            _, out = timed([sys.executable, "-c", INVENTORY, tmp, f"s{n}"])
+            load_s, render_s = (float(x) for x in out.split())
+            _, pure = timed([sys.executable, "-c", PURE, str(path)])
+            rows = [
+                ("validate (process)", validate, TARGETS.get(("validate", n))),
+                ("inventory: load", load_s, None),
+                ("inventory: render", render_s, None),
+                ("inventory: load + render", load_s + render_s, TARGETS.get(("inventory", n))),
+                ("YAML parse, pure Python", float(pure), None),
+            ]
+            for step, seconds, target in rows:
+                print(f"{n:7d} {step:28} {seconds:8.2f} {target if target else '':>7}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
