@@ -35,6 +35,25 @@ def preflight() -> None:
         raise OperationError(f"missing tools; install them with: apt-get install {' '.join(missing)}")
 
 
+INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
+# Each booted container's systemd holds inotify instances of root's; past the kernel's default of
+# 128 the next container's init exits at boot (seen: the 20th of 32, "Exiting PID 1"). A container
+# was seen to use about 6; 8 each leaves room for the host's own.
+INOTIFY_PER_HOST = 8
+
+
+def make_room_for(hosts: int, say: Say) -> None:
+    """Raise fs.inotify.max_user_instances when this many more containers would exhaust it."""
+    try:
+        current = int(INOTIFY.read_text())
+    except (OSError, ValueError):
+        return
+    needed = 128 + INOTIFY_PER_HOST * hosts
+    if current < needed:
+        INOTIFY.write_text(f"{needed}\n")
+        say(f"fs.inotify.max_user_instances raised from {current} to {needed} for {hosts} containers")
+
+
 def make_bridge(run_: Run, a: services.Addresses) -> None:
     ns = ["ip", "-n", run_.netns]
     if run([*ns, "link", "show", run_.bridge]).returncode != 0:
@@ -65,6 +84,8 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     rootfs = netns.inside(run_.netns, lambda: ensure_rootfs(site, say))
     state.rootfs = str(rootfs)
     pubkey = hosts.make_key(run_)
+    running = sum(len(s.hosts) for r in other_runs(run_) if (s := load_state(Run(r, run_.site))))
+    make_room_for(len(site.nodes) + running, say)
     known = {h.name: h for h in state.hosts}
     all_hosts: list[HostState] = []
     started: list[HostState] = []
