@@ -22,7 +22,7 @@ import pytest
 from aifactory.bootstrap import run_playbook as _run_playbook
 from aifactory.stackfile import load_stack
 from aifactory.testhosts import lifecycle, netns
-from aifactory.testhosts.run import Run
+from aifactory.testhosts.run import Run, run_id_for
 from aifactory.verify import runner
 
 from .conftest import ROOT
@@ -37,7 +37,7 @@ pytestmark = [
 ]
 
 SITE = "lab"
-RUN = Run.of(ROOT, SITE, purpose="test")
+RUN = Run(run_id_for(ROOT, SITE, "test"), SITE)  # never AIFACTORY_RUN: a developer's own run stays untouched
 
 
 def run_playbook(stack, root, **kw):
