@@ -98,7 +98,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from ..stackfile import list_stacks
 
     root = root_of(args)
-    if args.all == bool(args.site):
+    if args.all == (args.site is not None):
         raise ConfigError([Problem("plan", "", "give one SITE or --all")])
     names = list_stacks(root) if args.all else [args.site]
     stacks = gated(root, names)  # every site passes the gate before any is planned
