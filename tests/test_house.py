@@ -129,3 +129,14 @@ def test_stacks_are_read_with_libyaml_and_the_same_refusals_on_the_same_lines():
             messages.append(str(caught.value.problems[0]))
         for message in messages:
             assert line in message and words in message, messages
+
+
+def test_bootstrap_runs_under_mitogen_unless_told_not_to(monkeypatch):
+    from aifactory.bootstrap import strategy_env
+
+    monkeypatch.delenv("AIFACTORY_MITOGEN", raising=False)
+    env = strategy_env()
+    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    monkeypatch.setenv("AIFACTORY_MITOGEN", "0")
+    assert strategy_env() == {}

@@ -135,7 +135,11 @@ def shared_proxy(say: Say) -> int:
         pid = spawn(
             ["/usr/sbin/apt-cacher-ng", "-c", str(PROXY_DIR), "ForeGround=1", f"PidFile={PROXY_DIR / 'pid'}"], log
         )
-        wait(f"the package proxy on 127.0.0.1:{port}", lambda: port_open("127.0.0.1", port), 20, pid, log)
+        try:
+            wait(f"the package proxy on 127.0.0.1:{port}", lambda: port_open("127.0.0.1", port), 20, pid, log)
+        except OperationError:
+            stop([pid], grace=5)  # recorded nowhere yet: nothing else would find it
+            raise
         (PROXY_DIR / "state.json").write_text(json.dumps({"pid": pid, "port": port}))
         say(f"package proxy: apt-cacher-ng on 127.0.0.1:{port}, shared by this machine's runs (cache {cache})")
         return port
