@@ -16,17 +16,15 @@ SSH multiplexing are on in every run (ansible.cfg, the test hosts' ssh_config). 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from testhosts_bench import project_with  # benchmarks/ is on sys.path when this runs as a script
 
 from aifactory import inventory
 from aifactory.bootstrap import run_playbook, strategy_env
@@ -48,23 +46,11 @@ LIGHT = """---
 
 
 def project(n: int, where: Path) -> Path:
-    for name in ("Pulumi.yaml", "ansible.cfg"):
-        shutil.copy(ROOT / name, where / name)
-    for name in ("roles", "templates"):
-        (where / name).symlink_to(ROOT / name)
+    """testhosts_bench's scaled lab project, with the light playbook in place of the real one."""
+    project_with(n, where)
+    (where / "playbooks").unlink()  # a link to the checkout's playbooks: replaced, never written through
     (where / "playbooks").mkdir()
     (where / "playbooks" / "bootstrap.yml").write_text(LIGHT)
-    (where / "stacks").mkdir()
-    shutil.copy(ROOT / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")
-    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
-    site = doc["config"]["aifactory:site"]
-    template = site["pools"][0]["nodes"][0]
-    site["pools"][0]["nodes"] = [
-        {**copy.deepcopy(template), "bmc": f"172.29.1.{11 + i}", "mac": f"02:a1:f0:00:00:{11 + i:02x}"}
-        for i in range(n)
-    ]
-    site["tenants"] = [{**t, "gpu_quota": min(t["gpu_quota"], 8 * n // 2)} for t in site["tenants"]]
-    (where / "stacks" / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return where
 
 

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/load_bench.py [--sizes 10000,100000]
 
-Each size is the lab stack with N nodes and networks wide enough to address them (the pod
-network still fails net.capacity past 4,096 nodes: every check runs all the same). `validate`
+Each size is plan_bench's scaled lab stack (networks wide enough to address 100,000 nodes; the
+pod network still fails net.capacity past 4,096 nodes: every check runs all the same). `validate`
 is timed end to end in a fresh process; the inventory is loaded and rendered in a fresh process
 without the policy gate (which refuses such a site). The peer is the pure-Python YAML loader
 on the same file, in the same run. Not a test: one machine's figures, printed.
@@ -20,33 +20,10 @@ import time
 from pathlib import Path
 
 import yaml
+from plan_bench import scaled_site  # benchmarks/ is on sys.path when this runs as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {("validate", 10_000): 2.0, ("validate", 100_000): 10.0, ("inventory", 100_000): 20.0}
-
-
-def stack_doc(n: int) -> dict:
-    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
-    site = doc["config"]["aifactory:site"]
-    site["code"] = f"s{n}"
-    site["pools"][0]["nodes"] = [
-        {
-            "bmc": f"10.{4 + (i + 11) // 65536}.{((i + 11) // 256) % 256}.{(i + 11) % 256}",
-            "mac": f"02:be:00:{i // 65536:02x}:{(i // 256) % 256:02x}:{i % 256:02x}",
-        }
-        for i in range(n)
-    ]
-    net = site["network"]
-    net["management"] = {"cidr": "10.0.0.0/14", "gateway": "10.0.0.1", "interface": "bond0"}
-    net["bmc"] = {"cidr": "10.4.0.0/14"}
-    net["storage"] = {"cidr": "10.8.0.0/14"}
-    for i, rail in enumerate(net["fabric"]["rails"]):
-        rail["cidr"] = f"10.{128 + 16 * i}.0.0/12"
-    net["pods"] = "10.16.0.0/12"
-    net["services"] = "10.12.0.0/16"
-    for tenant in site["tenants"]:
-        tenant["gpu_quota"] = n * 4
-    return doc
 
 
 def timed(cmd: list[str]) -> tuple[float, str]:
@@ -89,10 +66,10 @@ def main() -> int:
             shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
             (root / "stacks").mkdir()
             shutil.copy(ROOT / "stacks" / "lab.passphrase", root / "stacks" / "lab.passphrase")
-            path = root / "stacks" / f"Pulumi.s{n}.yaml"
-            path.write_text(yaml.safe_dump(stack_doc(n), sort_keys=False))
-            validate, _ = timed([aifactory, "--root", tmp, "validate", f"s{n}"])
-            _, out = timed([sys.executable, "-c", INVENTORY, tmp, f"s{n}"])
+            path = root / "stacks" / f"Pulumi.bench{n}.yaml"
+            path.write_text(yaml.safe_dump(scaled_site(n), sort_keys=False))
+            validate, _ = timed([aifactory, "--root", tmp, "validate", f"bench{n}"])
+            _, out = timed([sys.executable, "-c", INVENTORY, tmp, f"bench{n}"])
             load_s, render_s = (float(x) for x in out.split())
             _, pure = timed([sys.executable, "-c", PURE, str(path)])
             rows = [

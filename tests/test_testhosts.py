@@ -93,9 +93,7 @@ def progress(request: pytest.FixtureRequest):
 
 
 def ssh(host: str, command: str, run: Run = RUN) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ssh", "-F", str(run.ssh_config), host, command], capture_output=True, text=True, check=False
-    )
+    return lifecycle.ssh(run, host, command)
 
 
 def test_up_twice_is_harmless(stack, hosts):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OperationError
-from .inventory import drift, hosts_file, hosts_matching
+from .inventory import hosts_file, hosts_matching, out_of_date
 from .stackfile import Stack
 
 PLAYBOOK = "playbooks/bootstrap.yml"
@@ -116,14 +116,11 @@ def run_playbook(
     import ansible_runner
 
     inventory = hosts_file(root, stack.name)
-    stale = drift(stack, root)
+    stale = out_of_date(stack, root)
     if stale:
-        names = ", ".join(str(p.relative_to(root)) for p, _ in stale)
-        raise OperationError(
-            f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory {stack.name}`"
-        )
-    if limit:
-        hosts_matching(stack, root, limit)  # a pattern that selects nothing is bad input, not an empty run
+        raise OperationError(stale)
+    if limit:  # a pattern that selects nothing is bad input, not an empty run
+        hosts_matching(stack, root, limit, inventory_checked=True)
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
     run_dir = root / "runs" / stack.name / stamp
     run_dir.mkdir(parents=True, exist_ok=True)

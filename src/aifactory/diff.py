@@ -92,7 +92,9 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _pairs(old: dict[Any, Any], new: dict[Any, Any], label: Callable[[Any], str]) -> list[Change]:
+def _pairs(
+    old: dict[Any, Any], new: dict[Any, Any], label: Callable[[Any], str], codes: tuple[str, str] | None
+) -> list[Change]:
     """Items present on one side only are added or removed; items on both sides are diffed further."""
     out: list[Change] = []
     for key in sorted(set(old) | set(new), key=lambda k: (0, k, "") if isinstance(k, int) else (1, 0, str(k))):
@@ -102,7 +104,7 @@ def _pairs(old: dict[Any, Any], new: dict[Any, Any], label: Callable[[Any], str]
         elif key not in old:
             out.append(Change(sub, "added", new=new[key]))
         else:
-            out.extend(diff_values(old[key], new[key], sub))
+            out.extend(diff_values(old[key], new[key], sub, codes))
     return out
 
 
@@ -110,36 +112,24 @@ def diff_values(old: Any, new: Any, path: str = "", codes: tuple[str, str] | Non
     """Changes from ``old`` to ``new``. With ``codes`` (site A's and B's), named items whose names differ only
     by the site code (za-checkpoints, ng-checkpoints) are the same item, shown under both real names."""
     if isinstance(old, dict) and isinstance(new, dict):
-        out: list[Change] = []
-        for k in sorted(set(old) | set(new), key=str):
-            sub = f"{path}.{k}" if path else str(k)
-            if k not in new:
-                out.append(Change(sub, "removed", old=old[k]))
-            elif k not in old:
-                out.append(Change(sub, "added", new=new[k]))
-            else:
-                out.extend(diff_values(old[k], new[k], sub, codes))
-        return out
+        return _pairs(old, new, lambda k: f"{path}.{k}" if path else str(k), codes)
     if isinstance(old, list) and isinstance(new, list):
         key = KEYED.get(path.rsplit(".", 1)[-1])
         if key and all(isinstance(x, dict) and key in x for x in old + new):
             a_code, b_code = codes or ("", "")
             by_a = {_generic(x[key], a_code): x for x in old}
             by_b = {_generic(x[key], b_code): x for x in new}
-            out = []
-            for k in sorted(set(by_a) | set(by_b)):
-                x, y = by_a.get(k), by_b.get(k)
-                if y is None:
-                    out.append(Change(f"{path}[{x[key]}]", "removed", old=x))
-                elif x is None:
-                    out.append(Change(f"{path}[{y[key]}]", "added", new=y))
-                else:
-                    label = x[key] if x[key] == y[key] else f"{x[key]} -> {y[key]}"
-                    out.extend(diff_values(x, y, f"{path}[{label}]", codes))
-            return out
+
+            def label(k: str) -> str:
+                a = by_a[k][key] if k in by_a else None
+                b = by_b[k][key] if k in by_b else None
+                name = b if a is None else a if b is None or a == b else f"{a} -> {b}"
+                return f"{path}[{name}]"
+
+            return _pairs(by_a, by_b, label, codes)
         if all(isinstance(x, dict) for x in old + new) and old and new:
             # Positional: a node's index is its hostname.
-            return _pairs(dict(enumerate(old)), dict(enumerate(new)), lambda i: f"{path}[{i}]")
+            return _pairs(dict(enumerate(old)), dict(enumerate(new)), lambda i: f"{path}[{i}]", codes)
     return [] if old == new else [Change(path, "changed", old, new)]
 
 

@@ -203,11 +203,24 @@ def hosts_file(root: Path, site: str) -> Path:
     return root / INVENTORIES / site / "hosts.yml"
 
 
-def hosts_matching(stack: Stack, root: Path, pattern: str, option: str = "--limit") -> list[str]:
+def out_of_date(stack: Stack, root: Path) -> str | None:
+    """Why the committed inventory no longer matches its stack, or None when it does."""
+    stale = drift(stack, root)
+    if not stale:
+        return None
+    names = ", ".join(str(p.relative_to(root)) for p, _ in stale)
+    return f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory {stack.name}`"
+
+
+def hosts_matching(
+    stack: Stack, root: Path, pattern: str, option: str = "--limit", *, inventory_checked: bool = False
+) -> list[str]:
     """The site's hosts an Ansible host pattern selects, resolved by Ansible itself over the site's inventory.
 
     One meaning of ``--limit`` everywhere: bootstrap hands the pattern to ansible-playbook, and verify
-    (and any other command) selects exactly the hosts ansible-playbook would run on.
+    (and any other command) selects exactly the hosts ansible-playbook would run on. The pattern is read
+    over the committed inventory, so it must match its stack: ``inventory_checked`` when the caller has
+    just checked that.
     """
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
@@ -215,12 +228,9 @@ def hosts_matching(stack: Stack, root: Path, pattern: str, option: str = "--limi
     from .errors import ConfigError, Problem
     from .grammar import shown
 
-    stale = drift(stack, root)
+    stale = None if inventory_checked else out_of_date(stack, root)
     if stale:
-        names = ", ".join(str(p.relative_to(root)) for p, _ in stale)
-        raise ConfigError(
-            [Problem(option, "", f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory`")]
-        )
+        raise ConfigError([Problem(option, "", stale)])
     manager = InventoryManager(loader=DataLoader(), sources=[str(hosts_file(root, stack.name))])
     try:
         chosen = {h.name for h in manager.list_hosts(pattern)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +165,7 @@ def _mounts(run_: Run) -> list[str]:
 
 
 def _live_runs(run_: Run) -> list[str]:
-    return [r for r in other_runs(run_) if netns.exists(f"aifactory-{r}")]
+    return [r for r in other_runs(run_) if netns.exists(Run(r, run_.site).netns)]
 
 
 def down(run_: Run, say: Say = say_stdout) -> list[str]:
@@ -244,6 +245,6 @@ def status(run_: Run) -> Status:
     )
 
 
-def ssh(run_: Run, host: str, command: str):
-    """Run a command on a host of this run (tests and the CLI's status use it)."""
+def ssh(run_: Run, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    """Run a command on a host of this run, through the run's SSH settings."""
     return run(["ssh", "-F", str(run_.ssh_config), host, command])
