@@ -88,3 +88,50 @@ def test_every_string_in_every_inventory_is_unsafe_for_ansible():
 def test_every_site_has_a_committed_inventory():
     for site in SITES:
         assert (ROOT / "inventories" / site / "hosts.yml").is_file()
+
+
+def _pyyaml(data) -> str:
+    return inventory._pyyaml_dump(inventory.unsafe(data))
+
+
+def test_direct_emitter_writes_exactly_what_pyyaml_writes():
+    # The direct path must be an optimisation only: every site's hosts, and every shape it declines.
+    for site in SITES:
+        data = inventory.hosts(load_stack(ROOT, site).site)
+        direct = inventory._dump(data)
+        assert direct == _pyyaml(data), site
+        assert "!unsafe" in direct
+    tricky = [
+        {"true": "x"},  # a key PyYAML quotes: it would read back as a bool
+        {"123": "x"},
+        {"a b": "x"},
+        {"k" * 130: "x"},  # PyYAML writes long keys as `? key`
+        {"k": "a b " * 40},  # single-quoted scalars fold at spaces past the width
+        {"k": "é"},
+        {"k": ""},
+        {"k": "it's"},
+        {"k": 8},
+        {"k": {}},
+        {"k": ["a"]},
+        {"k": None, "j": {"i": {"h": "v"}}},
+    ]
+    for data in tricky:
+        assert inventory._dump(data) == _pyyaml(data), data
+        assert yaml.load(inventory._dump(data), Loader=_UnsafeLoader) == data, data
+
+
+class _UnsafeLoader(yaml.SafeLoader):
+    pass
+
+
+_UnsafeLoader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def test_direct_emitter_is_taken_for_inventory_shapes(monkeypatch):
+    # Without this, a regression to the slow path would pass every other test.
+    def refuse(data):
+        raise AssertionError("fell back to PyYAML")
+
+    monkeypatch.setattr(inventory, "_pyyaml_dump", refuse)
+    data = inventory.hosts(load_stack(ROOT, "za").site)
+    assert inventory._dump(data).startswith("all:\n  hosts:\n")
