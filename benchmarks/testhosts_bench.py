@@ -11,19 +11,16 @@ first size measures an mmdebstrap build. Not a test: one machine's figures, prin
 from __future__ import annotations
 
 import argparse
-import copy
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from aifactory import inventory
 from aifactory.bootstrap import run_playbook
 from aifactory.stackfile import load_stack
-from aifactory.testhosts import lifecycle, netns, services
+from aifactory.testhosts import lifecycle, netns, scratch, services
 from aifactory.testhosts.rootfs import ensure_rootfs, rootfs_dir
 from aifactory.testhosts.run import Run
 from aifactory.verify import runner
@@ -32,26 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def project_with(n: int, where: Path) -> Path:
-    for name in ("Pulumi.yaml", "ansible.cfg"):
-        shutil.copy(ROOT / name, where / name)
-    for name in ("roles", "playbooks", "templates"):
-        (where / name).symlink_to(ROOT / name)
-    (where / "stacks").mkdir()
-    shutil.copy(ROOT / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")  # the lab store's keys
-    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
-    pool = doc["config"]["aifactory:site"]["pools"][0]
-    template = pool["nodes"][0]
-    pool["nodes"] = []
-    for i in range(n):
-        node = copy.deepcopy(template)
-        node["bmc"] = f"172.29.1.{11 + i}"
-        node["mac"] = f"02:a1:f0:00:00:{11 + i:02x}"
-        pool["nodes"].append(node)
-    doc["config"]["aifactory:site"]["tenants"] = [
-        {**t, "gpu_quota": min(t["gpu_quota"], 8 * n // 2)} for t in doc["config"]["aifactory:site"]["tenants"]
-    ]
-    (where / "stacks" / "Pulumi.lab.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return where
+    return scratch.project_with(ROOT, where, n)
 
 
 def timed(label: str, fn, figures: dict[str, float]):

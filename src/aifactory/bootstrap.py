@@ -40,6 +40,10 @@ class RunResult:
     artifacts: Path
     hosts: dict[str, HostSummary] = field(default_factory=dict)
     seconds: float = 0.0
+    # host -> the tasks that changed (or, in check mode, would change) something on it
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    # host -> why it failed or could not be reached, in Ansible's words
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -51,11 +55,12 @@ class RunResult:
 
 
 class _Progress:
-    """Prints one line per task and one per host result, as events arrive."""
+    """Prints one line per task and one per host result, as events arrive; keeps what changed and failed."""
 
     def __init__(self, out: Callable[[str], None]) -> None:
         self.out = out
-        self.messages: dict[str, list[str]] = {}
+        self.changes: dict[str, list[str]] = {}
+        self.reasons: dict[str, str] = {}
 
     def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
@@ -66,13 +71,17 @@ class _Progress:
         elif kind == "runner_on_ok":
             res = data.get("res", {})
             state = "changed" if res.get("changed") else "ok"
+            if res.get("changed"):
+                self.changes.setdefault(host, []).append(str(data.get("task", "")))
             msg = (
                 " ".join(str(res.get("msg", "")).split()) if data.get("task_action") == "ansible.builtin.debug" else ""
             )
             self.out(f"  {state:11s} {host}" + (f": {msg}" if msg else ""))
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            self.reasons[host] = f"{data.get('task', '')}: {_reason(data.get('res', {}))}"
             self.out(f"  FAILED      {host}: {_reason(data.get('res', {}))}")
         elif kind == "runner_on_unreachable":
+            self.reasons[host] = f"unreachable: {_reason(data.get('res', {}))}"
             self.out(f"  UNREACHABLE {host}: {data.get('res', {}).get('msg', '')}")
         elif kind == "runner_on_skipped":
             self.out(f"  skipped     {host}")
@@ -157,7 +166,14 @@ def run_playbook(
         rotate_artifacts=0,
         timeout=3600,
     )
-    result = RunResult(runner.status, runner.rc, Path(runner.config.artifact_dir), seconds=time.monotonic() - start)
+    result = RunResult(
+        runner.status,
+        runner.rc,
+        Path(runner.config.artifact_dir),
+        seconds=time.monotonic() - start,
+        changes=progress.changes,
+        reasons=progress.reasons,
+    )
     stats = runner.stats or {}
     for key, attr in zip(COUNTS, ("ok", "changed", "failed", "unreachable", "skipped"), strict=True):
         for host, n in (stats.get(key) or {}).items():
@@ -181,6 +197,7 @@ def summary(result: RunResult) -> str:
 
 
 def prune_runs(root: Path, site: str, keep: int = 20) -> None:
-    runs = sorted((root / "runs" / site).glob("*"))
+    # Timestamped run directories only: runs/<site>/rollouts/ holds the rollout records.
+    runs = sorted((root / "runs" / site).glob("[0-9]*"))
     for old in runs[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

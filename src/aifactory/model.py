@@ -389,6 +389,11 @@ class Tenant(Strict):
 
 class Kubernetes(Strict):
     context: KubeContext = Field(description="kubeconfig context of this site's cluster; the program refuses any other")
+    nodes_joined: bool = Field(
+        default=True,
+        description="whether the site's nodes are Nodes of that cluster (rollouts cordon and drain them); "
+        "false where they run no kubelet, as the lab's test hosts",
+    )
 
 
 class PolicySkip(Strict):

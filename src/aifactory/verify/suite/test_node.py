@@ -15,6 +15,7 @@ from conftest import Facts, run_python
 
 from aifactory.verify.expectations import NodeExpectations
 from aifactory.verify.parsers import parse_all_reduce, parse_ib_write_bw, parse_nvlink_status
+from aifactory.verify.probe import NCCL_SNIPPET, nccl_version
 
 SUPPORTED = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
 MIN_KERNEL = (5, 15)
@@ -190,22 +191,10 @@ def test_cuda_runtime_version_call(host, expect: NodeExpectations, facts: Facts)
     assert got["version"] == expect.cuda_version_code(), f"the runtime reports {got['version']}"
 
 
-_NCCL = """
-import ctypes, json
-lib = ctypes.CDLL("libnccl.so.2"); v = ctypes.c_int(0); rc = lib.ncclGetVersion(ctypes.byref(v))
-print(json.dumps({"rc": rc, "code": v.value}))
-"""
-
-
 def test_nccl_version(host, expect: NodeExpectations):
-    got = run_python(host, _NCCL)
+    got = run_python(host, NCCL_SNIPPET)
     assert got["rc"] == 0, f"ncclGetVersion returned {got['rc']}"
-    code = got["code"]
-    version = (
-        f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
-        if code >= 10000
-        else f"{code // 1000}.{code % 1000 // 100}.{code % 100}"
-    )
+    version = nccl_version(got["code"])
     assert version == expect.nccl_version, f"NCCL is {version}, the site declares {expect.nccl_version}"
 
 

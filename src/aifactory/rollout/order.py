@@ -1,0 +1,78 @@
+"""The order of a rollout: a canary batch (N nodes of each pool), then batches of N nodes or P%."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass
+
+from ..model import NodeView
+
+_BATCH = re.compile(r"(?P<n>[1-9][0-9]{0,5})(?P<pct>%?)", re.ASCII)
+
+
+@dataclass(frozen=True)
+class BatchSize:
+    """``--batch``: a node count, or a percentage of the nodes the rollout converges."""
+
+    value: int
+    percent: bool
+
+    def __str__(self) -> str:
+        return f"{self.value}{'%' if self.percent else ''}"
+
+    def nodes(self, total: int) -> int:
+        if not self.percent:
+            return self.value
+        return max(1, math.ceil(total * self.value / 100))
+
+
+def batch_size(text: str) -> BatchSize:
+    m = _BATCH.fullmatch(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is neither a node count (e.g. 2) nor a percentage (e.g. 10%)")
+    size = BatchSize(int(m["n"]), bool(m["pct"]))
+    if size.percent and size.value > 100:
+        raise argparse.ArgumentTypeError(f"{size} is more than 100%")
+    return size
+
+
+def count(text: str) -> int:
+    """A whole number from 0 to 100,000 (canary nodes per pool, failures allowed per batch)."""
+    if not re.fullmatch(r"[0-9]{1,6}", text, re.ASCII) or int(text) > 100_000:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from 0 to 100000")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Batch:
+    index: int  # 0 is the canary, when there is one
+    kind: str  # "canary" or "batch"
+    nodes: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return "canary" if self.kind == "canary" else f"batch {self.index}"
+
+
+def order(nodes: list[NodeView], canary_per_pool: int, size: BatchSize) -> list[Batch]:
+    """Batches over ``nodes`` (those to converge, in the site's order).
+
+    The canary takes the first ``canary_per_pool`` of each pool, so every SKU and pool setting is
+    proven on one node before any batch; the rest follow in the site's order, ``size`` at a time
+    (a percentage is of all the nodes to converge, rounded up).
+    """
+    canary: list[str] = []
+    taken: dict[str, int] = {}
+    for n in nodes:
+        if taken.get(n.pool, 0) < canary_per_pool:
+            canary.append(n.hostname)
+            taken[n.pool] = taken.get(n.pool, 0) + 1
+    chosen = set(canary)
+    rest = [n.hostname for n in nodes if n.hostname not in chosen]
+    step = size.nodes(len(nodes))
+    batches = [Batch(0, "canary", tuple(canary))] if canary else []
+    for i in range(0, len(rest), step):
+        batches.append(Batch(len(batches) + (0 if canary else 1), "batch", tuple(rest[i : i + step])))
+    return batches
