@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -82,6 +83,18 @@ def rollout(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=1800)
 
 
+def timed(request: pytest.FixtureRequest, label: str, project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    t0 = time.monotonic()
+    out = rollout(project, *args)
+    terminal(request.config)(f"    {label}: {time.monotonic() - t0:.0f} s (exit {out.returncode})")
+    return out
+
+
+def on(host: str, command: str) -> None:
+    out = lifecycle.ssh(RUN, host, command)
+    assert out.returncode == 0, out.stderr
+
+
 def nccl_on(project: Path, host: str) -> str:
     stack = load_stack(project, SITE)
     node = next(n for n in stack.site.nodes if n.hostname == host)
@@ -105,15 +118,14 @@ def record_of(project: Path) -> dict:
 def test_dry_run_prints_the_order_and_changes_nothing(fleet, request):
     new, _ = fleet
     before = {h: state_of(h) for h in HOSTS}
-    out = rollout(new, "--dry-run", "--canary", "1", "--batch", "2")
-    terminal(request.config)(f"    dry run: {out.returncode}")
+    out = timed(request, "dry run", new, "--dry-run", "--canary", "1", "--batch", "2")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 of 4 node(s) differ" in out.stdout
     assert "nccl 2.20.5" in out.stdout
     assert "would change: nccl : Fetch the NCCL redistributable from the artifact mirror, version 2.21.5" in out.stdout
-    order = [line.split(None, 2) for line in out.stdout.splitlines() if line.startswith(("  canary", "  batch"))]
-    assert [o[-1] for o in order] == ["lab-gpu-01", "1 lab-gpu-02, lab-gpu-03", "2 lab-gpu-04"], order
-    assert "cordon and drain" in out.stdout or "SKIPPED" in out.stdout
+    order = re.findall(r"^  (canary|batch \d+) +(.+)$", out.stdout, re.MULTILINE)
+    assert order == [("canary", "lab-gpu-01"), ("batch 1", "lab-gpu-02, lab-gpu-03"), ("batch 2", "lab-gpu-04")]
+    assert "out of service before each batch: SKIPPED: " in out.stdout
     assert "nodes_joined: false" in out.stdout  # the lab's reason, printed
     assert {h: state_of(h) for h in HOSTS} == before
     assert not list((new / "runs" / SITE / "rollouts").glob("*/rollout.json"))
@@ -121,12 +133,8 @@ def test_dry_run_prints_the_order_and_changes_nothing(fleet, request):
 
 def test_a_fault_on_the_third_host_stops_the_rollout_after_its_batch(fleet, request):
     new, old = fleet
-    write = terminal(request.config)
-    plant = lifecycle.ssh(RUN, FAULTY, f"mkdir -p {NEW_DIR} && mount -t tmpfs -o size=1m aifactory-fault {NEW_DIR}")
-    assert plant.returncode == 0, plant.stderr
-    t0 = time.monotonic()
-    out = rollout(new, "--canary", "1", "--batch", "2")
-    write(f"    rollout, stopped by the fault: {time.monotonic() - t0:.0f} s")
+    on(FAULTY, f"mkdir -p {NEW_DIR} && mount -t tmpfs -o size=1m aifactory-fault {NEW_DIR}")
+    out = timed(request, "rollout, stopped by the fault", new, "--canary", "1", "--batch", "2")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "STOPPED: batch 1: 1 failure(s), more than --max-failures 0 (lab-gpu-03)" in out.stdout, out.stdout
     assert "untouched: lab-gpu-04" in out.stdout
@@ -153,12 +161,8 @@ def test_a_fault_on_the_third_host_stops_the_rollout_after_its_batch(fleet, requ
 
 def test_resume_after_the_repair_completes_the_rollout(fleet, request):
     new, _ = fleet
-    write = terminal(request.config)
-    repair = lifecycle.ssh(RUN, FAULTY, f"umount {NEW_DIR} && rmdir {NEW_DIR}")
-    assert repair.returncode == 0, repair.stderr
-    t0 = time.monotonic()
-    out = rollout(new, "--resume")
-    write(f"    resume: {time.monotonic() - t0:.0f} s")
+    on(FAULTY, f"umount {NEW_DIR} && rmdir {NEW_DIR}")
+    out = timed(request, "resume", new, "--resume")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resuming rollout" in out.stdout and "2 batch(es) left, from batch 1" in out.stdout
     assert [nccl_on(new, h) for h in HOSTS] == ["2.21.5"] * 4
@@ -172,6 +176,6 @@ def test_resume_after_the_repair_completes_the_rollout(fleet, request):
     assert shown.returncode == 0 and "completed" in shown.stdout and "batch 2" in shown.stdout, shown.stdout
     # Nothing is left to do, however it is asked.
     assert "nothing to resume" in rollout(new, "--resume").stdout
-    rerun = rollout(new)
+    rerun = timed(request, "a completed rollout again", new)
     assert rerun.returncode == 0 and "match the declaration" in rerun.stdout, rerun.stdout + rerun.stderr
     assert len(list((new / "runs" / SITE / "rollouts").glob("*/rollout.json"))) == 1

@@ -72,7 +72,8 @@ class _Progress:
             res = data.get("res", {})
             state = "changed" if res.get("changed") else "ok"
             if res.get("changed"):
-                self.changes.setdefault(host, []).append(str(data.get("task", "")))
+                task = str(data.get("task", ""))
+                self.changes.setdefault(host, []).append(f"{data['role']} : {task}" if data.get("role") else task)
             msg = (
                 " ".join(str(res.get("msg", "")).split()) if data.get("task_action") == "ansible.builtin.debug" else ""
             )

@@ -34,14 +34,19 @@ def gated(root: Path, names: Sequence[str]) -> list[Stack]:
     return stacks
 
 
-def positive(text: str) -> int:
+def whole(text: str, low: int, high: int, unit: str = "") -> int:
+    """A whole number from ``low`` to ``high``, or an argparse error that says which."""
     try:
         value = int(text, 10)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 256")
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number{unit}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}{unit}")
     return value
+
+
+def positive(text: str) -> int:
+    return whole(text, 1, 256)
 
 
 LIMIT_HELP = "Ansible host pattern, as ansible-playbook --limit reads it (e.g. lab-gpu-01, 'pool_*:!lab-gpu-02')"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .common import add_limit, add_ssh_config, gated, root_of
+from .common import add_limit, add_ssh_config, gated, root_of, whole
 
 if TYPE_CHECKING:
     from ..stackfile import Stack
@@ -71,18 +71,17 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         return engine.start(target, opts, service, dry_run=args.dry_run, restart=args.restart)
 
 
+def count(text: str) -> int:
+    """Canary nodes per pool, failures allowed per batch."""
+    return whole(text, 0, 100_000)
+
+
 def drain_timeout(text: str) -> float:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of seconds") from None
-    if not 1 <= value <= 86_400:
-        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 86400 seconds")
-    return float(value)
+    return float(whole(text, 1, 86_400, " of seconds"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..rollout.order import batch_size, count
+    from ..rollout.order import batch_size
 
     p = sub.add_parser(
         "rollout",

@@ -38,13 +38,6 @@ def batch_size(text: str) -> BatchSize:
     return size
 
 
-def count(text: str) -> int:
-    """A whole number from 0 to 100,000 (canary nodes per pool, failures allowed per batch)."""
-    if not re.fullmatch(r"[0-9]{1,6}", text, re.ASCII) or int(text) > 100_000:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number from 0 to 100000")
-    return int(text)
-
-
 @dataclass(frozen=True)
 class Batch:
     index: int  # 0 is the canary, when there is one
