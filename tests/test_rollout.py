@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from aifactory.rollout import cluster, engine, record
-from aifactory.rollout.order import BatchSize, batch_size, order
+from aifactory.rollout.order import Batch, BatchSize, batch_size, order
 from aifactory.stackfile import load_stack
 
 from .conftest import ROOT
@@ -75,10 +75,7 @@ def _rollout(stack, root, **kw) -> record.Rollout:
         stack_file="stacks/Pulumi.lab.yaml",
         declared=engine.declared(stack, root),
         options={"canary": 1, "batch": "2", "max_failures": 0, "limit": None},
-        plan=[
-            {"index": 0, "kind": "canary", "nodes": ["lab-gpu-01"]},
-            {"index": 1, "kind": "batch", "nodes": ["lab-gpu-02"]},
-        ],
+        plan=[Batch(0, "canary", ("lab-gpu-01",)), Batch(1, "batch", ("lab-gpu-02",))],
         differences={"lab-gpu-01": {"would_change": ["t"], "versions": {"nccl": "2.20.5"}}},
     )
     return record.Rollout(**{**base, **kw})

@@ -138,10 +138,6 @@ def print_plan(
     say(f"out of service before each batch: {service}")
 
 
-def _plan_of(batches: list[Batch]) -> list[dict[str, object]]:
-    return [{"index": b.index, "kind": b.kind, "nodes": list(b.nodes)} for b in batches]
-
-
 def start(t: Target, opts: Options, service: Service, *, dry_run: bool = False, restart: bool = False) -> int:
     prev = record.latest(t.root, t.site)
     if prev and prev.status in (record.STOPPED, record.RUNNING) and not dry_run:
@@ -186,7 +182,7 @@ def start(t: Target, opts: Options, service: Service, *, dry_run: bool = False, 
             "max_failures": opts.max_failures,
             "limit": opts.limit,
         },
-        plan=_plan_of(batches),
+        plan=batches,
         differences=found.differences,
     )
     path = record.save(t.root, rollout)
@@ -219,15 +215,11 @@ def resume(t: Target, service: Service, max_failures: int | None) -> int:
     left = prev.plan[prev.next_batch :]
     t.say(
         f"resuming rollout {prev.id} of {t.site} ({prev.reason or 'interrupted'}): "
-        f"{len(left)} batch(es) left, from {_batch_name(left[0]) if left else 'none'}"
+        f"{len(left)} batch(es) left, from {left[0].name if left else 'none'}"
     )
     prev.status, prev.reason, prev.ended = record.RUNNING, "", ""
     record.save(t.root, prev)
     return execute(t, prev, service)
-
-
-def _batch_name(spec: dict[str, object]) -> str:
-    return "canary" if spec["kind"] == "canary" else f"batch {spec['index']}"
 
 
 def _verify_text(r: runner.NodeResult) -> str:
@@ -237,9 +229,9 @@ def _verify_text(r: runner.NodeResult) -> str:
     return "FAIL: " + "; ".join(bad) if bad else "pass"
 
 
-def run_batch(t: Target, rollout: Rollout, spec: dict[str, object], service: Service) -> BatchRecord:
-    nodes = [str(n) for n in spec["nodes"]]  # type: ignore[attr-defined]
-    batch = BatchRecord(int(spec["index"]), str(spec["kind"]), nodes, started=record.now())  # type: ignore[call-overload]
+def run_batch(t: Target, rollout: Rollout, planned: Batch, service: Service) -> BatchRecord:
+    nodes = list(planned.nodes)
+    batch = BatchRecord(planned.index, planned.kind, nodes, started=record.now())
     views = {n.hostname: n for n in t.stack.site.nodes}
     t.say(f"\n== {batch.name}: {', '.join(nodes)}")
     before = versions(t, [views[h] for h in nodes])
@@ -306,7 +298,7 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
         files = [record.save_batch(t.root, rollout, batch)]
         t.say(batch_summary(batch))
         if not batch.passed:
-            untouched = [h for spec in rollout.plan[pos + 1 :] for h in spec["nodes"]]  # type: ignore[attr-defined]
+            untouched = [h for later in rollout.plan[pos + 1 :] for h in later.nodes]
             rollout.status, rollout.ended = record.STOPPED, record.now()
             rollout.reason = (
                 f"{batch.name}: {len(batch.failures)} failure(s), more than --max-failures "
@@ -327,7 +319,7 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
     rollout.status, rollout.ended = record.COMPLETED, record.now()
     path = record.save(t.root, rollout)
     _push(t, rollout, [path])
-    done = sum(len(spec["nodes"]) for spec in rollout.plan)  # type: ignore[arg-type,misc]
+    done = sum(len(b.nodes) for b in rollout.plan)
     t.say(f"\nrollout {rollout.id} completed: {done} node(s) on {_declared_line(rollout.declared)}")
     prune_runs(t.root, t.site)
     return 0
@@ -372,10 +364,10 @@ def status_text(root: Path, rollout: Rollout) -> str:
         f"max failures {rollout.options['max_failures']}",
     ]
     tried = {b.index: b for b in rollout.batches}  # the last try of each batch
-    for spec in rollout.plan:
-        b = tried.get(int(spec["index"]))  # type: ignore[call-overload]
+    for planned in rollout.plan:
+        b = tried.get(planned.index)
         state = "not started" if b is None else ("passed" if b.passed else "FAILED")
-        lines.append(f"  {_batch_name(spec):9s} {state:11s} {', '.join(spec['nodes'])}")  # type: ignore[arg-type]
+        lines.append(f"  {planned.name:9s} {state:11s} {', '.join(planned.nodes)}")
         if b is not None and b.failures:
             lines += [f"              {h}: {_why(b.outcomes[h])}" for h in b.failures]
     lines.append(f"  record: {record.path_of(root, rollout).relative_to(root)}")

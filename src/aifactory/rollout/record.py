@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import OperationError
 from ..fsutil import write_atomic
+from .order import Batch
 
 RUNNING, STOPPED, COMPLETED, ABANDONED = "running", "stopped", "completed", "abandoned"
 FORMAT = 1
@@ -65,7 +66,7 @@ class Rollout:
     stack_file: str
     declared: dict[str, str]
     options: dict[str, Any]
-    plan: list[dict[str, Any]]
+    plan: list[Batch]
     differences: dict[str, dict[str, Any]]
     started: str = field(default_factory=now)
     ended: str = ""
@@ -92,7 +93,8 @@ class Rollout:
             BatchRecord(**{**b, "outcomes": {h: NodeOutcome(**o) for h, o in b["outcomes"].items()}})
             for b in raw.pop("batches")
         ]
-        return cls(**raw, batches=batches)
+        plan = [Batch(int(p["index"]), str(p["kind"]), tuple(p["nodes"])) for p in raw.pop("plan")]
+        return cls(**raw, plan=plan, batches=batches)
 
 
 def rollouts_dir(root: Path, site: str) -> Path:
