@@ -55,6 +55,23 @@ def scaled_site(n: int) -> dict:
     return doc
 
 
+# The Pulumi SDK's own floor: as many resources as the plan registers, each with one small input,
+# under the same mock runtime, in a fresh process. No program can plan below it through the SDK.
+FLOOR = """
+import sys
+import pulumi
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args): return f"{args.name}-id", args.inputs
+    def call(self, args): return {}, None
+pulumi.runtime.set_mocks(Mocks(), project="floor", stack="floor", preview=True)
+@pulumi.runtime.test
+def program():
+    rs = [pulumi.CustomResource("floor:index:Thing", f"r{i}", {"spec": {"i": i}}) for i in range(int(sys.argv[1]))]
+    return pulumi.Output.all(*[r.urn for r in rs])
+program()
+"""
+
+
 def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process."""
     start = time.perf_counter()
@@ -85,7 +102,10 @@ def main() -> int:
         tmpdir = Path(tmp)
         (tmpdir / ".terraformrc").write_text("")
         env["TF_CLI_CONFIG_FILE"] = str(tmpdir / ".terraformrc")
-        print(f"{'nodes':>6} {'resources':>9} {'plan s':>8} {'plan MiB':>9} {'tf s':>7} {'tf MiB':>7} {'plan/tf':>8}")
+        print(
+            f"{'nodes':>6} {'resources':>9} {'plan s':>8} {'plan MiB':>9} {'tf s':>7} {'tf MiB':>7} {'plan/tf':>8}"
+            f" {'floor s':>8} {'floor/tf':>8}"
+        )
         for n in sizes:
             # A project of its own per size: the sizes share their address plan, so in one stacks/
             # folder they would fail net.overlap-sites against each other.
@@ -103,7 +123,9 @@ def main() -> int:
             plan_s, plan_mb = best(
                 [aifactory, "--root", str(work), "plan", f"bench{n}", "--json"], work, env, args.repeat
             )
+            floor_s, _ = best([sys.executable, "-c", FLOOR, str(resources)], work, env, args.repeat)
             tf = "      -       -        -"
+            ratio = "       -"
             if terraform:
                 tfdir = work / f"tf{n}"
                 tfdir.mkdir()
@@ -125,10 +147,12 @@ def main() -> int:
                     args.repeat,
                 )
                 tf = f"{tf_s:7.2f} {tf_mb:7.0f} {plan_s / tf_s:7.2f}x"
-            print(f"{n:6d} {resources:9d} {plan_s:8.2f} {plan_mb:9.0f} {tf}", flush=True)
+                ratio = f"{floor_s / tf_s:7.2f}x"
+            print(f"{n:6d} {resources:9d} {plan_s:8.2f} {plan_mb:9.0f} {tf} {floor_s:8.2f} {ratio}", flush=True)
     if not terraform:
         print("terraform is not on PATH: no peer figures")
     print("targets (issue 12): plan/tf <= 2.0x at 1,024 nodes (the goal beyond it 1.0x); plan MiB < 300")
+    print("floor: the Pulumi SDK alone registering as many one-input resources under the same mocks")
     return 0
 
 
