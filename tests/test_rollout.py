@@ -397,3 +397,11 @@ def test_the_lab_skips_cordon_and_drain_with_its_reason():
     assert service.skipped and "kubernetes.nodes_joined: false" in service.skipped
     assert service.take_out("lab-gpu-01").startswith("SKIPPED: ")
     assert cluster.skip_reason(load_stack(ROOT, "za").site) is None
+
+
+@pytest.mark.parametrize(
+    "args", [("--resume", "--batch", "2"), ("--status", "--limit", "lab-gpu-01"), ("--resume", "--canary", "0")]
+)
+def test_resume_and_status_refuse_options_that_choose_nodes(cli, args):
+    code, _, err = cli("rollout", "lab", *args)
+    assert code == 2 and args[1] in err and "new rollout" in err

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .common import add_limit, add_ssh_config, gated, root_of, whole
 
 if TYPE_CHECKING:
+    from ..rollout.order import BatchSize
     from ..stackfile import Stack
 
 
@@ -40,9 +41,21 @@ def _pusher(stack: Stack, say: Callable[[str], None]) -> Callable[[list[Path]], 
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError, Problem
     from ..rollout import cluster, engine, record
 
     root = root_of(args)
+    planning = [
+        f for f, v in (("--canary", args.canary), ("--batch", args.batch), ("--limit", args.limit)) if v is not None
+    ]
+    if (args.resume or args.status) and planning:
+        raise ConfigError(
+            [
+                Problem(
+                    " ".join(planning), "", "chooses nodes for a new rollout; --resume and --status read the record's"
+                )
+            ]
+        )
     (stack,) = gated(root, [args.site])
     if args.status:
         last = record.latest(root, stack.name)
@@ -63,12 +76,21 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         if args.resume:
             return engine.resume(target, service, args.max_failures)
         opts = engine.Options(
-            canary=args.canary,
-            batch=args.batch,
+            canary=1 if args.canary is None else args.canary,
+            batch=args.batch or batch(DEFAULT_BATCH),
             max_failures=0 if args.max_failures is None else args.max_failures,
             limit=args.limit,
         )
         return engine.start(target, opts, service, dry_run=args.dry_run, restart=args.restart)
+
+
+DEFAULT_BATCH = "10%"
+
+
+def batch(text: str) -> BatchSize:
+    from ..rollout.order import batch_size
+
+    return batch_size(text)
 
 
 def count(text: str) -> int:
@@ -81,8 +103,6 @@ def drain_timeout(text: str) -> float:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..rollout.order import batch_size
-
     p = sub.add_parser(
         "rollout",
         help="converge a changed GPU stack across a live site: canary, then batches, each verified",
@@ -97,14 +117,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--canary",
         type=count,
-        default=1,
+        default=None,
         metavar="N",
         help="canary nodes per pool, converged first (default 1; 0: none)",
     )
     p.add_argument(
         "--batch",
-        type=batch_size,
-        default=batch_size("10%"),
+        type=batch,
+        default=None,
         metavar="N|P%",
         help="nodes per batch after the canary: a count, or a percentage of the nodes to roll (default 10%%)",
     )

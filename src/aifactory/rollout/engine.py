@@ -97,10 +97,12 @@ class Discovery:
 
 def discover(t: Target, limit: str | None) -> Discovery:
     nodes = runner.select(t.stack, t.root, limit)
-    t.say(f"reading {len(nodes)} node(s): the roles in check mode, and the installed versions")
+    t.say(f"reading {len(nodes)} node(s): the roles in check mode, then the installed versions")
     check = run_playbook(
         t.stack, t.root, limit=limit, check=True, ssh_config=t.ssh_config, say=lambda _m: None, quiet=True
     )
+    would = sum(1 for tasks in check.changes.values() if tasks)
+    t.say(f"  check mode: {would} node(s) would change ({check.seconds:.0f} s)")
     if check.failed_hosts:
         reasons = "; ".join(f"{h}: {check.reasons.get(h, 'failed')}" for h in check.failed_hosts)
         raise OperationError(

@@ -6,8 +6,10 @@ import argparse
 import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..model import NodeView
+if TYPE_CHECKING:
+    from ..model import NodeView
 
 _BATCH = re.compile(r"(?P<n>[1-9][0-9]{0,5})(?P<pct>%?)", re.ASCII)
 
