@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -197,8 +198,10 @@ def test_a_failed_node_stays_out_of_service_and_the_rollout_goes_on_within_max_f
     service = _Service()
     r = _rollout(stack, lab, options={"canary": 1, "batch": "1", "max_failures": 1, "limit": None})
     lines: list[str] = []
-    assert engine.execute(engine.Target(stack, lab, say=lines.append), r, service) == 0
+    # Completed, but not clean: exit 1, and the failed node is named as out of service.
+    assert engine.execute(engine.Target(stack, lab, say=lines.append), r, service) == 1
     assert converged == [["lab-gpu-01"], ["lab-gpu-02"]]
+    assert "FAILED: 1 node(s) failed within --max-failures and stay out of service: lab-gpu-01" in "\n".join(lines)
     assert ("back", "lab-gpu-01") not in service.calls and ("back", "lab-gpu-02") in service.calls
     assert r.status == record.COMPLETED and r.batches[0].failures == ["lab-gpu-01"] and r.batches[0].passed
     assert r.batches[0].outcomes["lab-gpu-01"].back_in_service == "left cordoned: the node failed this batch"
@@ -297,7 +300,7 @@ def _serve(api: FakeApi):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")
-            if parts[:3] == ["api", "v1", "nodes"]:
+            if parts[:3] == ["api", "v1", "nodes"] and parts[3] in api.nodes:
                 self._send(200, api.node(parts[3]))
             elif url.path == "/api/v1/pods":
                 selector = parse_qs(url.query)["fieldSelector"][0]
@@ -384,12 +387,38 @@ def test_a_pdb_that_never_allows_times_the_drain_out(kube):
     assert api.nodes["n1"] is True  # it stays cordoned: the rollout reports it and does not converge it
 
 
+def test_a_node_the_cluster_does_not_know_fails_its_drain(kube):
+    _, path = kube
+    c = cluster.Cluster.for_context("aifactory-za-jnb1", timeout=5, say=lambda _m: None, config_file=path)
+    with pytest.raises(cluster.DrainError, match="404"):
+        c.take_out("nowhere-01")
+
+
+def test_an_unreachable_api_server_fails_the_drain_not_the_program(tmp_path):
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],  # discard: nothing listens
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "aifactory-za-jnb1", "context": {"cluster": "c", "user": "u"}}],
+    }
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
+    c = cluster.Cluster.for_context(
+        "aifactory-za-jnb1", timeout=5, say=lambda _m: None, config_file=str(tmp_path / "kubeconfig")
+    )
+    with pytest.raises(cluster.DrainError, match="Kubernetes API"):
+        c.take_out("n1")
+
+
 def test_an_unknown_context_is_one_clear_error(kube):
     from aifactory.errors import OperationError
 
     _, path = kube
     with pytest.raises(OperationError, match="aifactory-xx"):
         cluster.Cluster.for_context("aifactory-xx", timeout=1, config_file=path)
+    Path(path).write_text("clusters: [unclosed")
+    with pytest.raises(OperationError, match="kubeconfig context 'aifactory-za-jnb1'"):
+        cluster.Cluster.for_context("aifactory-za-jnb1", timeout=1, config_file=path)
 
 
 def test_the_lab_skips_cordon_and_drain_with_its_reason():
@@ -405,3 +434,27 @@ def test_the_lab_skips_cordon_and_drain_with_its_reason():
 def test_resume_and_status_refuse_options_that_choose_nodes(cli, args):
     code, _, err = cli("rollout", "lab", *args)
     assert code == 2 and args[1] in err and "new rollout" in err
+
+
+def test_whose_cordon_it_is_is_saved_before_the_converge(lab, kube, monkeypatch):
+    """A rollout killed mid-batch: the record already says it cordoned the node, so a resume uncordons it."""
+    api, path = kube
+    stack = load_stack(lab, "lab")
+    api.nodes.update({"lab-gpu-01": False, "lab-gpu-02": False})
+    c = cluster.Cluster.for_context("aifactory-za-jnb1", timeout=5, say=lambda _m: None, config_file=path)
+    monkeypatch.setattr(engine, "versions", lambda t, nodes: {n.hostname: {} for n in nodes})
+
+    def killed(*_a, **_kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "run_playbook", killed)
+    r = _rollout(stack, lab)
+    record.save(lab, r)
+    with pytest.raises(KeyboardInterrupt):
+        engine.execute(engine.Target(stack, lab, say=lambda _m: None), r, c)
+    saved = record.latest(lab, "lab")
+    assert saved is not None and saved.cordoned_by_rollout == ["lab-gpu-01"] and api.nodes["lab-gpu-01"] is True
+    resumed = cluster.Cluster.for_context("aifactory-za-jnb1", timeout=5, say=lambda _m: None, config_file=path)
+    _fake_nodes(monkeypatch, failing=set())
+    assert engine.execute(engine.Target(stack, lab, say=lambda _m: None), saved, resumed) == 0
+    assert api.nodes["lab-gpu-01"] is False and saved.cordoned_by_rollout == []

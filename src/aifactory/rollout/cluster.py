@@ -27,6 +27,22 @@ class DrainError(Exception):
     """The node could not be taken out of service; it stays cordoned."""
 
 
+def _api_errors() -> tuple[type[BaseException], ...]:
+    """What a call through the client raises when the API refuses or cannot be reached (imported late:
+    the kubernetes client loads only where a site has a cluster)."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    return (ApiException, HTTPError, OSError)
+
+
+def _api_error(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    if status is not None:
+        return f"Kubernetes API: {status} {getattr(exc, 'reason', '')}".rstrip()
+    return f"Kubernetes API unreachable: {' '.join(str(exc).split())[:200]}"
+
+
 class Service(Protocol):
     """What the rollout asks of wherever the site's nodes serve."""
 
@@ -71,21 +87,21 @@ class Cluster:
         """The kubeconfig is $KUBECONFIG or ~/.kube/config, as kubectl reads it, unless ``config_file``."""
         import os
 
+        import yaml
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
         path = config_file or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         try:
             api = config.new_client_from_config(config_file=path, context=context)
-        except (ConfigException, OSError) as exc:
+        except (ConfigException, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
             from ..errors import OperationError
 
             raise OperationError(f"kubeconfig context {context!r} (kubernetes.context): {exc}") from None
         return cls(client.CoreV1Api(api), timeout, say)
 
     def take_out(self, node: str) -> str:
-        from kubernetes.client.exceptions import ApiException
-
+        errors = _api_errors()
         try:
             spec = self.core.read_node(node).spec
             if spec is not None and spec.unschedulable:
@@ -95,20 +111,19 @@ class Cluster:
                 self.core.patch_node(node, {"spec": {"unschedulable": True}})
                 self.cordoned_by_rollout.add(node)
             evicted = self._drain(node)
-        except ApiException as exc:
-            raise DrainError(f"Kubernetes API: {exc.status} {exc.reason}") from None
+        except errors as exc:
+            raise DrainError(_api_error(exc)) from None
         was = "was cordoned by an operator; " if node in self.cordoned_by_operator else "cordoned; "
         return f"{was}drained: {evicted} pod(s) evicted"
 
     def put_back(self, node: str) -> str:
-        from kubernetes.client.exceptions import ApiException
-
         if node in self.cordoned_by_operator:
             return "left cordoned: an operator had cordoned it before the rollout"
+        errors = _api_errors()
         try:
             self.core.patch_node(node, {"spec": {"unschedulable": False}})
-        except ApiException as exc:
-            raise DrainError(f"uncordon: Kubernetes API: {exc.status} {exc.reason}") from None
+        except errors as exc:
+            raise DrainError(f"uncordon: {_api_error(exc)}") from None
         self.cordoned_by_rollout.discard(node)
         return "uncordoned"
 

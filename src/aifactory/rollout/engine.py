@@ -249,6 +249,7 @@ def run_batch(t: Target, rollout: Rollout, planned: Batch, service: Service) -> 
             o.out_of_service, o.failed = f"FAILED: {exc}", True
             o.converge = o.verify = "not run: the node could not be taken out of service"
         t.say(f"  {h}: {o.out_of_service}")
+    _keep_cordons(t, rollout, service)  # saved before converging: a crash here must not lose whose cordon it is
     if ready:
         result = run_playbook(t.stack, t.root, limit=",".join(ready), ssh_config=t.ssh_config, say=t.say)
         batch.bootstrap_artifacts = str(result.artifacts)
@@ -279,10 +280,18 @@ def run_batch(t: Target, rollout: Rollout, planned: Batch, service: Service) -> 
                     o.back_in_service = service.put_back(h)
                 except DrainError as exc:
                     o.back_in_service, o.failed = f"FAILED: {exc}", True
+    _keep_cordons(t, rollout, service)
     batch.failures = [h for h in nodes if batch.outcomes[h].failed]
     batch.passed = len(batch.failures) <= int(rollout.options["max_failures"])
     batch.ended = record.now()
     return batch
+
+
+def _keep_cordons(t: Target, rollout: Rollout, service: Service) -> None:
+    if isinstance(service, Cluster):
+        rollout.cordoned_by_operator = sorted(service.cordoned_by_operator)
+        rollout.cordoned_by_rollout = sorted(service.cordoned_by_rollout)
+        record.save(t.root, rollout)
 
 
 def execute(t: Target, rollout: Rollout, service: Service) -> int:
@@ -292,9 +301,6 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
     for pos in range(rollout.next_batch, len(rollout.plan)):
         batch = run_batch(t, rollout, rollout.plan[pos], service)
         rollout.batches.append(batch)
-        if isinstance(service, Cluster):
-            rollout.cordoned_by_operator = sorted(service.cordoned_by_operator)
-            rollout.cordoned_by_rollout = sorted(service.cordoned_by_rollout)
         if batch.passed:
             rollout.next_batch = pos + 1
         files = [record.save_batch(t.root, rollout, batch)]
@@ -318,12 +324,21 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
             return 1
         record.save(t.root, rollout)
         _push(t, rollout, files)
+    last_try = {b.index: b for b in rollout.batches}
+    failed = [h for b in last_try.values() for h in b.failures]
     rollout.status, rollout.ended = record.COMPLETED, record.now()
+    if failed:
+        rollout.reason = (
+            f"{len(failed)} node(s) failed within --max-failures and stay out of service: {', '.join(failed)}"
+        )
     path = record.save(t.root, rollout)
     _push(t, rollout, [path])
-    done = sum(len(b.nodes) for b in rollout.plan)
+    done = sum(len(b.nodes) for b in rollout.plan) - len(failed)
     t.say(f"\nrollout {rollout.id} completed: {done} node(s) on {_declared_line(rollout.declared)}")
     prune_runs(t.root, t.site)
+    if failed:
+        t.say(f"FAILED: {rollout.reason}; fix them, then `aifactory rollout {t.site}` rolls what still differs")
+        return 1
     return 0
 
 
