@@ -226,6 +226,22 @@ def test_a_batch_over_max_failures_stops_and_leaves_later_batches_untouched(lab,
     assert json.loads(batch_file.read_text())["failures"] == ["lab-gpu-01"]
 
 
+def test_a_batch_is_drained_side_by_side(lab, monkeypatch):
+    """Every node of a batch waits at one barrier inside its drain: drained one after another, it breaks."""
+    stack = load_stack(lab, "lab")
+    _fake_nodes(monkeypatch, failing=set())
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Waiting(_Service):
+        def take_out(self, node: str) -> str:
+            barrier.wait()
+            return super().take_out(node)
+
+    r = _rollout(stack, lab, plan=[Batch(1, "batch", ("lab-gpu-01", "lab-gpu-02"))])
+    assert engine.execute(engine.Target(stack, lab, say=lambda _m: None), r, Waiting()) == 0
+    assert r.batches[0].outcomes["lab-gpu-02"].out_of_service.startswith("cordoned")
+
+
 def test_a_node_that_cannot_be_drained_is_not_converged(lab, monkeypatch):
     stack = load_stack(lab, "lab")
     converged = _fake_nodes(monkeypatch, failing=set())

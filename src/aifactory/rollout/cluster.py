@@ -77,6 +77,7 @@ class Cluster:
         self.say = say
         # Both sets live in the rollout's record, so a resumed rollout still tells a node it
         # cordoned itself (and may uncordon) from one an operator had cordoned (which stays so).
+        # A batch's drains run on threads, each adding only its own node (one set operation each).
         self.cordoned_by_operator: set[str] = set()
         self.cordoned_by_rollout: set[str] = set()
 

@@ -28,6 +28,7 @@ from .record import BatchRecord, NodeOutcome, Rollout
 
 Say = Callable[[str], None]
 PROBE_PARALLEL = 16
+DRAIN_PARALLEL = 16
 
 
 @dataclass
@@ -240,15 +241,24 @@ def run_batch(t: Target, rollout: Rollout, planned: Batch, service: Service) -> 
     for h in nodes:
         batch.outcomes[h] = NodeOutcome(versions_before=before[h])
     ready = []
-    for h in nodes:
-        o = batch.outcomes[h]
+
+    def take_out(h: str) -> tuple[str, str, DrainError | None]:
         try:
-            o.out_of_service = service.take_out(h)
-            ready.append(h)
+            return h, service.take_out(h), None
         except DrainError as exc:
-            o.out_of_service, o.failed = f"FAILED: {exc}", True
-            o.converge = o.verify = "not run: the node could not be taken out of service"
-        t.say(f"  {h}: {o.out_of_service}")
+            return h, "", exc
+
+    # The batch's drains run side by side: each waits on its own pods and PodDisruptionBudgets.
+    with ThreadPoolExecutor(min(DRAIN_PARALLEL, len(nodes))) as pool:
+        for h, said, error in pool.map(take_out, nodes):
+            o = batch.outcomes[h]
+            if error is None:
+                o.out_of_service = said
+                ready.append(h)
+            else:
+                o.out_of_service, o.failed = f"FAILED: {error}", True
+                o.converge = o.verify = "not run: the node could not be taken out of service"
+            t.say(f"  {h}: {o.out_of_service}")
     _keep_cordons(t, rollout, service)  # saved before converging: a crash here must not lose whose cordon it is
     if ready:
         result = run_playbook(t.stack, t.root, limit=",".join(ready), ssh_config=t.ssh_config, say=t.say)
