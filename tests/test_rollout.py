@@ -474,3 +474,26 @@ def test_whose_cordon_it_is_is_saved_before_the_converge(lab, kube, monkeypatch)
     _fake_nodes(monkeypatch, failing=set())
     assert engine.execute(engine.Target(stack, lab, say=lambda _m: None), saved, resumed) == 0
     assert api.nodes["lab-gpu-01"] is False and saved.cordoned_by_rollout == []
+
+
+def test_a_large_site_prints_alike_nodes_once_and_long_batches_shortened():
+    stack = load_stack(ROOT, "za")  # 32 nodes
+    nodes = list(stack.site.nodes)
+    old = {"would_change": ["nccl : Fetch"], "versions": {"nccl": "2.20.5"}}
+    odd = {"would_change": ["nvidia_driver : Install"], "versions": {"nccl": "2.21.5"}}
+    found = engine.Discovery(nodes, nodes, {n.hostname: (odd if i == 5 else old) for i, n in enumerate(nodes)})
+    lines: list[str] = []
+    batches = order(nodes, 1, batch_size("50%"))
+    engine.print_plan(
+        engine.Target(stack, ROOT, say=lines.append),
+        {"driver": "d", "cuda": "c", "nccl": "n"},
+        found,
+        batches,
+        engine.Options(),
+        service="cordon, then drain",
+    )
+    text = "\n".join(lines)
+    assert text.count("would change: nccl : Fetch") == 1 and text.count("would change: nvidia_driver : Install") == 1
+    assert "(31 nodes): installed nccl 2.20.5" in text and f"{nodes[5].hostname}: installed nccl 2.21.5" in text
+    assert "(16 nodes)" in text and "(15 nodes)" in text  # batch lines: their ends and the count
+    assert len(lines) < 15

@@ -105,9 +105,9 @@ def discover(t: Target, limit: str | None) -> Discovery:
     would = sum(1 for tasks in check.changes.values() if tasks)
     t.say(f"  check mode: {would} node(s) would change ({check.seconds:.0f} s)")
     if check.failed_hosts:
-        reasons = "; ".join(f"{h}: {check.reasons.get(h, 'failed')}" for h in check.failed_hosts)
+        reasons = "; ".join(f"{h}: {check.reasons.get(h, 'failed')}" for h in check.failed_hosts[:5])
         raise OperationError(
-            f"cannot tell what differs on {', '.join(check.failed_hosts)}: check mode failed ({reasons}); "
+            f"cannot tell what differs on {hosts_text(check.failed_hosts)}: check mode failed ({reasons}); "
             f"fix the node or leave it out with --limit. Artifacts: {check.artifacts}"
         )
     found = versions(t, nodes)
@@ -118,16 +118,27 @@ def discover(t: Target, limit: str | None) -> Discovery:
     return Discovery(nodes, differing, differences)
 
 
+def hosts_text(hosts: list[str] | tuple[str, ...], shown: int = 8) -> str:
+    """A host list for a terminal: whole up to ``shown`` hosts, else its ends and the count."""
+    if len(hosts) <= shown:
+        return ", ".join(hosts)
+    return f"{', '.join(hosts[:3])}, ... {', '.join(hosts[-2:])} ({len(hosts)} nodes)"
+
+
 def print_plan(
     t: Target, d: dict[str, str], found: Discovery, batches: list[Batch], opts: Options, *, service: str
 ) -> None:
     say = t.say
     n, total = len(found.differing), len(found.nodes)
     say(f"\n{n} of {total} node(s) differ from {t.site}'s declaration ({_declared_line(d)}):")
+    # Nodes with the same versions and the same pending changes print once: a site is mostly alike.
+    groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for host, diff in found.differences.items():
-        changes = diff["would_change"]
-        assert isinstance(changes, list) and isinstance(diff["versions"], dict)
-        say(f"  {host}: installed {_versions_text(diff['versions'])}")
+        changes, versions = diff["would_change"], diff["versions"]
+        assert isinstance(changes, list) and isinstance(versions, dict)
+        groups.setdefault((_versions_text(versions), tuple(changes)), []).append(host)
+    for (versions_text, changes), hosts in groups.items():
+        say(f"  {hosts_text(hosts)}: installed {versions_text}")
         for task in changes[:8]:
             say(f"      would change: {task}")
         if len(changes) > 8:
@@ -137,7 +148,7 @@ def print_plan(
         f"stop at a batch with more than {opts.max_failures} failure(s)):"
     )
     for b in batches:
-        say(f"  {b.name:9s} {', '.join(b.nodes)}")
+        say(f"  {b.name:9s} {hosts_text(b.nodes)}")
     say(f"out of service before each batch: {service}")
 
 
@@ -236,7 +247,7 @@ def run_batch(t: Target, rollout: Rollout, planned: Batch, service: Service) -> 
     nodes = list(planned.nodes)
     batch = BatchRecord(planned.index, planned.kind, nodes, started=record.now())
     views = {n.hostname: n for n in t.stack.site.nodes}
-    t.say(f"\n== {batch.name}: {', '.join(nodes)}")
+    t.say(f"\n== {batch.name}: {hosts_text(nodes)}")
     before = versions(t, [views[h] for h in nodes])
     for h in nodes:
         batch.outcomes[h] = NodeOutcome(versions_before=before[h])
@@ -320,14 +331,14 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
             rollout.status, rollout.ended = record.STOPPED, record.now()
             rollout.reason = (
                 f"{batch.name}: {len(batch.failures)} failure(s), more than --max-failures "
-                f"{rollout.options['max_failures']} ({', '.join(batch.failures)})"
+                f"{rollout.options['max_failures']} ({hosts_text(batch.failures)})"
             )
             files.append(record.save(t.root, rollout))
             _push(t, rollout, files)
             t.say(
                 f"\nSTOPPED: {rollout.reason}.\n"
                 + "".join(f"  {h}: {_why(batch.outcomes[h])}\n" for h in batch.failures)
-                + (f"untouched: {', '.join(untouched)}\n" if untouched else "")
+                + (f"untouched: {hosts_text(untouched)}\n" if untouched else "")
                 + f"Fix the cause, then `aifactory rollout {t.site} --resume`; "
                 f"record: {record.path_of(t.root, rollout).relative_to(t.root)}"
             )
@@ -339,7 +350,7 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
     rollout.status, rollout.ended = record.COMPLETED, record.now()
     if failed:
         rollout.reason = (
-            f"{len(failed)} node(s) failed within --max-failures and stay out of service: {', '.join(failed)}"
+            f"{len(failed)} node(s) failed within --max-failures and stay out of service: {hosts_text(failed)}"
         )
     path = record.save(t.root, rollout)
     _push(t, rollout, [path])
@@ -394,7 +405,7 @@ def status_text(root: Path, rollout: Rollout) -> str:
     for planned in rollout.plan:
         b = tried.get(planned.index)
         state = "not started" if b is None else ("passed" if b.passed else "FAILED")
-        lines.append(f"  {planned.name:9s} {state:11s} {', '.join(planned.nodes)}")
+        lines.append(f"  {planned.name:9s} {state:11s} {hosts_text(planned.nodes)}")
         if b is not None and b.failures:
             lines += [f"              {h}: {_why(b.outcomes[h])}" for h in b.failures]
     lines.append(f"  record: {record.path_of(root, rollout).relative_to(root)}")
