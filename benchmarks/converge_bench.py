@@ -24,12 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from testhosts_bench import project_with  # benchmarks/ is on sys.path when this runs as a script
-
 from aifactory import inventory
 from aifactory.bootstrap import run_playbook, strategy_env
 from aifactory.stackfile import load_stack
-from aifactory.testhosts import lifecycle
+from aifactory.testhosts import lifecycle, scratch
 from aifactory.testhosts.run import Run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +44,8 @@ LIGHT = """---
 
 
 def project(n: int, where: Path) -> Path:
-    """testhosts_bench's scaled lab project, with the light playbook in place of the real one."""
-    project_with(n, where)
+    """The scaled lab project (testhosts/scratch.py), with the light playbook in place of the real one."""
+    scratch.project_with(ROOT, where, n)
     (where / "playbooks").unlink()  # a link to the checkout's playbooks: replaced, never written through
     (where / "playbooks").mkdir()
     (where / "playbooks" / "bootstrap.yml").write_text(LIGHT)

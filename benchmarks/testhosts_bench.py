@@ -28,10 +28,6 @@ from aifactory.verify import runner
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def project_with(n: int, where: Path) -> Path:
-    return scratch.project_with(ROOT, where, n)
-
-
 def timed(label: str, fn, figures: dict[str, float]):
     start = time.monotonic()
     result = fn()
@@ -47,7 +43,7 @@ def _quiet(_msg: str) -> None:
 def measure(n: int, cold: bool) -> dict[str, float]:
     quiet = _quiet
     with tempfile.TemporaryDirectory(prefix="aifactory-hosts-") as tmp:
-        root = project_with(n, Path(tmp))
+        root = scratch.project_with(ROOT, Path(tmp), n)
         stack = load_stack(root, "lab")
         inventory.write(stack, root)
         run = Run.of(root, "lab", purpose="bench")

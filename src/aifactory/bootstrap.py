@@ -79,8 +79,9 @@ class _Progress:
             )
             self.out(f"  {state:11s} {host}" + (f": {msg}" if msg else ""))
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
-            self.reasons[host] = f"{data.get('task', '')}: {_reason(data.get('res', {}))}"
-            self.out(f"  FAILED      {host}: {_reason(data.get('res', {}))}")
+            reason = _reason(data.get("res", {}))
+            self.reasons[host] = f"{data.get('task', '')}: {reason}"
+            self.out(f"  FAILED      {host}: {reason}")
         elif kind == "runner_on_unreachable":
             self.reasons[host] = f"unreachable: {_reason(data.get('res', {}))}"
             self.out(f"  UNREACHABLE {host}: {data.get('res', {}).get('msg', '')}")

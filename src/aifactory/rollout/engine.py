@@ -345,8 +345,7 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
             return 1
         record.save(t.root, rollout)
         _push(t, rollout, files)
-    last_try = {b.index: b for b in rollout.batches}
-    failed = [h for b in last_try.values() for h in b.failures]
+    failed = [h for b in rollout.last_tries().values() for h in b.failures]
     rollout.status, rollout.ended = record.COMPLETED, record.now()
     if failed:
         rollout.reason = (
@@ -401,7 +400,7 @@ def status_text(root: Path, rollout: Rollout) -> str:
         f"  options: canary {rollout.options['canary']} per pool, batches of {rollout.options['batch']}, "
         f"max failures {rollout.options['max_failures']}",
     ]
-    tried = {b.index: b for b in rollout.batches}  # the last try of each batch
+    tried = rollout.last_tries()
     for planned in rollout.plan:
         b = tried.get(planned.index)
         state = "not started" if b is None else ("passed" if b.passed else "FAILED")

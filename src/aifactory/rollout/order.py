@@ -40,6 +40,10 @@ def batch_size(text: str) -> BatchSize:
     return size
 
 
+def batch_name(kind: str, index: int) -> str:
+    return "canary" if kind == "canary" else f"batch {index}"
+
+
 @dataclass(frozen=True)
 class Batch:
     index: int  # 0 is the canary, when there is one
@@ -48,7 +52,7 @@ class Batch:
 
     @property
     def name(self) -> str:
-        return "canary" if self.kind == "canary" else f"batch {self.index}"
+        return batch_name(self.kind, self.index)
 
 
 def order(nodes: list[NodeView], canary_per_pool: int, size: BatchSize) -> list[Batch]:

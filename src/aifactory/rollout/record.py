@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import OperationError
 from ..fsutil import write_atomic
-from .order import Batch
+from .order import Batch, batch_name
 
 RUNNING, STOPPED, COMPLETED, ABANDONED = "running", "stopped", "completed", "abandoned"
 FORMAT = 1
@@ -56,7 +56,7 @@ class BatchRecord:
 
     @property
     def name(self) -> str:
-        return "canary" if self.kind == "canary" else f"batch {self.index}"
+        return batch_name(self.kind, self.index)
 
 
 @dataclass
@@ -80,6 +80,10 @@ class Rollout:
     cordoned_by_operator: list[str] = field(default_factory=list)
     cordoned_by_rollout: list[str] = field(default_factory=list)
     format: int = FORMAT
+
+    def last_tries(self) -> dict[int, BatchRecord]:
+        """Each batch's latest try, by its index (a resumed batch has more than one)."""
+        return {b.index: b for b in self.batches}
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
