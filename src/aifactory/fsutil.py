@@ -134,13 +134,12 @@ def read_user_file(path: Path, limit: int, what: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise refused(what, f"cannot read {path}: {exc.strerror}") from None
+        raise refused(what, f"cannot read: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:
-        return _bounded(f, Path(what), limit, shown_as=f"{what} ({path})")
+        return _bounded(f, what, limit)
 
 
-def _bounded(f: Any, shown: Path, limit: int, shown_as: str | None = None) -> bytes:
-    where = shown_as or str(shown)
+def _bounded(f: Any, where: Path | str, limit: int) -> bytes:
     st = os.fstat(f.fileno())
     if not stat.S_ISREG(st.st_mode):
         raise refused(where, "not a regular file")
@@ -288,3 +287,12 @@ def model_problems(exc: ValidationError, shown: str, limit: int = 5) -> list[Pro
     if more > 0:
         out.append(Problem(shown, "", f"and {more} more problem(s)"))
     return out
+
+
+def refuse_irregular(paths: list[Path], option: str) -> None:
+    """Every target checked before the first is written: all of them or none (never half a set)."""
+    bad = [p for p in paths if p.is_symlink() or (p.exists() and not p.is_file())]
+    if bad:
+        raise ConfigError(
+            [Problem(option, "", f"{p} is not a regular file; refusing to replace it (nothing written)") for p in bad]
+        )

@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from ..environment import check
+
+        check()
         return args.func(args)
     except ConfigError as exc:
         for problem in exc.problems:
