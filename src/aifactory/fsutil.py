@@ -281,7 +281,7 @@ def model_problems(exc: ValidationError, shown: str, limit: int = 5) -> list[Pro
             and not isinstance(err["input"], dict | list)
         ):
             got = err["input"]
-            msg += f" (got {show(got) if isinstance(got, str) else json.dumps(got)})"
+            msg += f" (got {show(got) if isinstance(got, str | bytes) else json.dumps(got)})"
         out.append(Problem(shown, where, msg))
     more = len(exc.errors()) - limit
     if more > 0:

@@ -29,6 +29,8 @@ class FieldError(ValueError):
 
 def shown(value: object, limit: int = SHOWN_MAX) -> str:
     """A value as an error message may show it: quoted, control characters escaped, cut to a sane length."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     text = value if isinstance(value, str) else str(value)
     cut = len(text) > limit
     body = text[:limit].encode("unicode_escape").decode("ascii").replace("'", "\\'")

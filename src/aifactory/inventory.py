@@ -323,8 +323,10 @@ def drift(stack: Stack, root: Path) -> list[tuple[Path, str]]:
         except FileNotFoundError:
             out.append((r.path, "missing"))
             continue
-        except ConfigError as exc:
-            out.append((r.path, exc.problems[0].message))
+        except ConfigError as exc:  # a symlink on the way: named where it is, once
+            where = (Path(exc.problems[0].file), exc.problems[0].message)
+            if where not in out:
+                out.append(where)
             continue
         if text != r.text:
             out.append((r.path, "differs from its stack"))

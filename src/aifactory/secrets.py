@@ -97,7 +97,7 @@ def read_passphrase_file(path: Path) -> str:
     try:
         data = read_user_file(path, PASSPHRASE_MAX, f"PULUMI_CONFIG_PASSPHRASE_FILE ({path})")
     except ConfigError as exc:
-        raise SecretsError(exc.problems[0].message) from None
+        raise SecretsError(f"{exc.problems[0].file}: {exc.problems[0].message}") from None
     try:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError as exc:

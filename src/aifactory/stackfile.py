@@ -259,7 +259,7 @@ def load_stack(root: Path, name: str) -> Stack:
         raise ConfigError([Problem(where, "", f"the stack name: {problem}")])
     path = stack_path(root, name)
     shown_path = display(path, root)
-    if not path.is_file():
+    if not path.is_file() and not path.exists():
         known = ", ".join(n for n in list_stacks(root) if not site_name_problem(n)) or "none"
         raise ConfigError([Problem(shown_path, "", f"no stack '{name}' (stacks here: {known})")])
     try:

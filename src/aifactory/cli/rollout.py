@@ -59,7 +59,12 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     (stack,) = gated(root, [args.site])
     if args.status:
         last = record.latest(root, stack.name)
-        print(engine.status_text(root, last) if last else f"{stack.name} has had no rollout")
+        if last is None:
+            print(f"{stack.name} has had no rollout")
+            return 0
+        if last.status == record.RUNNING and not record.held(root, stack.name):
+            last.reason = "interrupted: no rollout holds the site's lock; `--resume` continues it"
+        print(engine.status_text(root, last))
         return 0
     target = engine.Target(
         stack,

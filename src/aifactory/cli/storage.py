@@ -87,7 +87,15 @@ def latest_evidence(root: Path, site: str) -> list[Path]:
     """Every entry of the newest evidence folder (evidence.stage refuses any that is not a regular file)."""
     from ..fsutil import entries, is_dir
 
-    runs = sorted(n for n, st in entries(root, ("runs", site)) if EVIDENCE_DIR.fullmatch(n) and is_dir(st))
+    found = [(n, st) for n, st in entries(root, ("runs", site)) if EVIDENCE_DIR.fullmatch(n)]
+    for n, st in found:
+        if not is_dir(st):
+            from ..errors import ConfigError, Problem
+
+            raise ConfigError(
+                [Problem(str(root / "runs" / site / n), "", "not a folder (a symbolic link?): never followed")]
+            )
+    runs = sorted(n for n, _st in found)
     if not runs:
         return []
     newest = root / "runs" / site / runs[-1]

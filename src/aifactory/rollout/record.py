@@ -275,3 +275,12 @@ def locked(root: Path, site: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def held(root: Path, site: str) -> bool:
+    """Whether a rollout of the site runs now from this checkout (it holds the lock)."""
+    try:
+        with locked(root, site):
+            return False
+    except OperationError:
+        return True
