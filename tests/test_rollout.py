@@ -82,17 +82,6 @@ def _rollout(stack, root, **kw) -> record.Rollout:
     return record.Rollout(**{**base, **kw})
 
 
-@pytest.fixture
-def lab(workdir):
-    import shutil
-
-    for name in ("roles", "playbooks", "templates"):
-        (workdir / name).symlink_to(ROOT / name)
-    shutil.copy(ROOT / "ansible.cfg", workdir / "ansible.cfg")
-    shutil.copytree(ROOT / "inventories", workdir / "inventories")
-    return workdir
-
-
 def test_record_round_trips_and_the_latest_is_found(lab):
     stack = load_stack(lab, "lab")
     r = _rollout(stack, lab)

@@ -24,7 +24,8 @@ MIRROR_ANNOTATION = "kubernetes.io/config.mirror"  # set by the kubelet on the A
 RETRY_SECONDS = 5.0
 # (connect, read) seconds for every API request: a request answers in well under a second on a
 # healthy API server; these only bound one that accepts connections and never answers.
-API_TIMEOUT = (5.0, 20.0)
+API_TIMEOUT = (5.0, 15.0)
+API_RETRIES = 1  # urllib3's own retries of a request that timed out: a silent server costs 2 x 15 s a call
 
 
 class DrainError(Exception):
@@ -104,7 +105,10 @@ class Cluster:
             raise ConfigError([Problem("KUBECONFIG", "", "names several files; name the one with the site's context")])
         checked = kubeconfig.load(Path(path), context)
         try:
-            api = config.new_client_from_config_dict(checked, context=context)
+            cfg = client.Configuration()
+            config.load_kube_config_from_dict(checked, context=context, client_configuration=cfg)
+            cfg.retries = API_RETRIES  # read when the connection pool is made: before the ApiClient
+            api = client.ApiClient(cfg)
         except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
             from ..errors import OperationError
 
@@ -114,14 +118,17 @@ class Cluster:
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One API request, bounded: connect and read timeouts on every call (API_TIMEOUT), so an API server
         that accepts and never answers fails this node's step within that bound instead of stalling."""
+        from urllib3.exceptions import MaxRetryError
         from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
         try:
             return fn(*args, _request_timeout=API_TIMEOUT, **kwargs)
-        except Urllib3Timeout:
+        except (Urllib3Timeout, MaxRetryError) as exc:
+            if isinstance(exc, MaxRetryError) and not isinstance(exc.reason, Urllib3Timeout):
+                raise
             raise DrainError(
                 f"Kubernetes API: no answer within {API_TIMEOUT[0]:.0f} s to connect or {API_TIMEOUT[1]:.0f} s "
-                f"to respond ({what})"
+                f"to respond, {API_RETRIES + 1} tries ({what})"
             ) from None
 
     def take_out(self, node: str) -> str:
