@@ -247,3 +247,16 @@ def test_down_never_signals_a_pid_a_state_file_names_unless_the_process_is_the_r
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_report_at_a_symlink_replaces_the_link_and_never_writes_through_it(tmp_path):
+    from aifactory.verify import runner
+
+    target = tmp_path / "elsewhere.json"
+    target.write_text("precious\n")
+    link = tmp_path / "verify.json"
+    link.symlink_to(target)
+    runner.write_json([], "lab", link)
+    runner.write_junit([], "lab", tmp_path / "verify.xml")
+    assert target.read_text() == "precious\n"
+    assert not link.is_symlink() and json.loads(link.read_text()) == {"nodes": {}, "site": "lab"}
