@@ -260,3 +260,19 @@ def test_a_report_at_a_symlink_replaces_the_link_and_never_writes_through_it(tmp
     runner.write_junit([], "lab", tmp_path / "verify.xml")
     assert target.read_text() == "precious\n"
     assert not link.is_symlink() and json.loads(link.read_text()) == {"nodes": {}, "site": "lab"}
+
+
+def test_a_finished_record_is_history_and_never_blocks_the_next_rollout(lab):
+    """A node removed from the stack after a completed rollout: the old record still reads."""
+    from aifactory.errors import ConfigError
+    from aifactory.rollout.order import Batch
+
+    stack = load_stack(lab, "lab")
+    gone = [Batch(index=0, kind="canary", nodes=("lab-gpu-09",))]
+    record.save(lab, _rollout(stack, lab, plan=gone, differences={}, status=record.COMPLETED, ended=record.now()))
+    assert record.latest(lab, "lab", stack.site).status == record.COMPLETED
+    stopped = record.latest(lab, "lab")
+    stopped.status = record.STOPPED
+    record.save(lab, stopped)
+    with pytest.raises(ConfigError, match="'lab-gpu-09' is not a node of lab"):
+        record.latest(lab, "lab", stack.site)  # a resumable one is checked whole

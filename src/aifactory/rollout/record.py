@@ -147,6 +147,9 @@ def check_against(rollout: Rollout, site: Any, shown: str) -> None:
 
     if rollout.site != site.code:
         bad("site", f"{rollout.site!r} is not this stack's site {site.code!r}")
+    if not rollout.plan:
+        bad("plan", "empty: a rollout with nothing to do is never recorded")
+        raise ConfigError(problems)
     seen: set[str] = set()
     for i, b in enumerate(rollout.plan):
         want_kind = "canary" if b.index == 0 and rollout.plan[0].kind == "canary" else "batch"
@@ -233,7 +236,12 @@ def _ids(root: Path, site: str) -> list[str]:
 
 
 def latest(root: Path, site: str, stack_site: Any = None) -> Rollout | None:
-    """The site's newest record, parsed and (given the stack's site) checked against it: ConfigError if not whole."""
+    """The site's newest record, parsed: ConfigError if it is not whole.
+
+    Given the stack's site, a record that can still be resumed (running or stopped) is also checked
+    whole against it (check_against); a completed or abandoned one is history and is only parsed, so
+    a node removed from the stack since never blocks the next rollout.
+    """
     ids = _ids(root, site)
     if not ids:
         return None
@@ -249,7 +257,7 @@ def latest(root: Path, site: str, stack_site: Any = None) -> Rollout | None:
         raise ConfigError(
             [Problem(shown, "site", f"{rollout.site!r} is not the site whose folder holds it ({site!r})")]
         )
-    if stack_site is not None:
+    if stack_site is not None and rollout.status in (RUNNING, STOPPED):
         check_against(rollout, stack_site, shown)
     return rollout
 
