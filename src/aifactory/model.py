@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from . import grammar
-from .catalog import GPU_OPERATOR_REPOSITORIES, NETWORK_OPERATOR_IMAGES, SKUS, Port, Sku, Version, known_skus
+from .catalog import GPU_OPERATOR_IMAGES, NETWORK_OPERATOR_IMAGES, SKUS, Port, Sku, Version, known_skus
 from .grammar import FieldError, shown
 from .iso3166 import COUNTRY_CODES
 
@@ -88,7 +88,7 @@ def _catalogued(known: Mapping[str, object], what: str) -> Callable[[str], str]:
 ChartVersion = Annotated[
     str,
     AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)")),
-    AfterValidator(_catalogued(GPU_OPERATOR_REPOSITORIES, "gpu-operator chart")),
+    AfterValidator(_catalogued(GPU_OPERATOR_IMAGES, "gpu-operator chart")),
 ]
 OperatorVersion = Annotated[
     str,
