@@ -41,6 +41,8 @@ def test_real_stacks_warnings_are_the_expected_ones():
             ("eg", "net.port-map"),
             ("ma", "net.port-map"),
             ("lab", "residency.state-backend"),
+            # Multus, the CNI plugins, node-feature-discovery and the gpu-operator chart: no upstream digest.
+            *[(s, "supply.digests") for s in SITES],
         ]
     )
 
@@ -197,6 +199,20 @@ CASES = [
         "is also pools[0].nodes[0]",
     ),
     ("ma", _set("pools.1.ip_offset", "30"), "net.pool-ranges", "pools[1].ip_offset", "overlap pools[0]"),
+    (
+        "ng",
+        _set("gpu_stack.nccl", "2.26.6-1+cuda12.8"),
+        "supply.digests",
+        "gpu_stack.nccl",
+        "NCCL 2.26.6 for CUDA 12 on x86_64 has no known digest",
+    ),
+    (
+        "za",
+        _set("mirrors.cuda.signing_key_fingerprint", "0123456789ABCDEF0123456789ABCDEF01234567"),
+        "supply.cuda-key",
+        "mirrors.cuda.signing_key_fingerprint",
+        "is not NVIDIA's CUDA repository key EB693B3035CD5710E231E123A4B469963BF863CC",
+    ),
     (
         "za",
         _set("tenants.0.gpu_quota", "200"),

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from . import labels
-from .catalog import SKUS
+from .catalog import SKUS, supply
 from .fsutil import write_atomic
 from .model import Site
 from .stackfile import Stack, display
@@ -185,8 +185,12 @@ def group_vars_all(site: Site) -> dict[str, Any]:
 
 
 def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
-    """Facts of the SKU from the catalog, and the rails on its ports (catalog port map, site's rails)."""
+    """Facts of the SKU from the catalog, the rails on its ports (catalog port map, site's rails), and the digest
+    of the NCCL redistributable for its CPU (catalog/supply.py: PyPI's; "" where none is known, which policy
+    supply.digests refuses and the nccl role would too)."""
     sku = SKUS[sku_name]
+    g = site.gpu_stack
+    wheel = supply.nccl_wheel(g.nccl_version, int(g.nccl_cuda.split(".")[0]), sku.cpu_arch)
     ports = site.rail_ports(sku_name)
     fabric = site.network.fabric
     rails = [
@@ -201,6 +205,7 @@ def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
         "nvidia_driver_nvlink5": sku.nvlink_generation >= 5,
         # Empty where the catalog has no port map for the SKU: NCCL then picks its HCAs itself.
         "nccl_ib_hca": [r["rdma"] for r in rails],
+        "nccl_redist_sha256": wheel.sha256 if wheel else "",
         "rdma_rails": rails,
     }
 
