@@ -176,6 +176,9 @@ def group_vars_all(site: Site) -> dict[str, Any]:
         "cuda_toolkit_components": g.cuda_components,
         "nccl_package_version": g.nccl,
         "nccl_artifacts_url": m.artifacts.url,
+        # nccl-tests, built on GPU nodes against their NCCL: what verify's all-reduce check runs (catalog).
+        "nccl_tests_version": supply.NCCL_TESTS.version,
+        "nccl_tests_sha256": supply.NCCL_TESTS.sha256,
         "nccl_socket_ifname": site.network.management.interface,
         "rdma_fabric": fabric.type,
     }

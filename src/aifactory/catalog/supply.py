@@ -365,3 +365,39 @@ CUDA_REPO_KEY_SOURCE = Source(
     "https://developer.nvidia.com/blog/updating-the-cuda-linux-gpg-repository-key/",
 )
 CUDA_REPO_KEY_FINGERPRINT = "EB693B3035CD5710E231E123A4B469963BF863CC"
+
+# -- nccl-tests ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """A source release the nodes build: the upstream tag's commit, and the tar the artifact mirror serves.
+
+    NVIDIA publishes no digest of its GitHub archives, so the tar is the project's own recipe from
+    the tag's commit (``git archive --format=tar --prefix=NAME-VERSION/ COMMIT``, deterministic for
+    a commit): a site's mirror team makes the same bytes from its own clone, and the role refuses
+    any other.
+    """
+
+    name: str
+    version: str
+    commit: str
+    sha256: str
+    source: Source
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}-{self.version}.tar"
+
+
+NCCL_TESTS = SourceTree(
+    "nccl-tests",
+    "2.19.6",
+    "a0b82b2260cf5152b9f8c061bbf7eaf0ba096432",
+    "a82a292302e0cb762b437910fb9b68301d1981104bd5fd8fea454e19deef38d1",
+    Source(
+        "NVIDIA/nccl-tests tag v2.19.6 (commit a0b82b22); sha256 of `git archive --format=tar "
+        "--prefix=nccl-tests-2.19.6/ a0b82b22` (git 2.39)",
+        "https://github.com/NVIDIA/nccl-tests/tree/v2.19.6",
+    ),
+)

@@ -147,6 +147,10 @@ def redistributables(site: Site) -> list[Item]:
                 "file", "artifacts", wheel.project, wheel.version, arch, location, digest, str(wheel.source), why
             )
             out.append(item)
+    tree = supply.NCCL_TESTS
+    location = f"{site.mirrors.artifacts.url}/nccl-tests/{tree.filename}"
+    out.append(Item("file", "artifacts", tree.name, tree.version, "", location, f"sha256:{tree.sha256}",
+                    str(tree.source), f"source built on GPU nodes (commit {tree.commit})"))  # fmt: skip
     return out
 
 
