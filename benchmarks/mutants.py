@@ -44,7 +44,11 @@ UNTRUSTED = ("tests/test_untrusted.py", "tests/test_bad_input.py", "tests/test_i
 BREAKS: tuple[Break, ...] = (
     # -- one per policy family, and the registry's rules ------------------------------------------
     Break(
-        "policy residency: an unproven host passes", P, "    elif not located(site, host):", "    elif False:", POLICY
+        "policy residency: every host proven in-country",
+        P,
+        "    return _in_ranges(host, ic.networks) or _under(host, ic.dns_suffixes)",
+        "    return True",
+        POLICY,
     ),
     Break(
         "policy residency.state-backend: s3 without endpoint= is local",
