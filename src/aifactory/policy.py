@@ -544,7 +544,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
                 field_path("pools", i, "sku"),
                 f"the catalog has no port map for {pool.sku} (no NVIDIA source for its port names was "
                 "available): its nodes get no rail resources and NCCL picks its HCAs itself; add the map "
-                "to catalog.py with its source",
+                "to src/aifactory/catalog/__init__.py with its source",
             )
             continue
         port_map = pool.spec.ports
