@@ -39,7 +39,8 @@ P = "src/aifactory/policy.py"
 G = "src/aifactory/grammar.py"
 M = "src/aifactory/model.py"
 POLICY = ("tests/test_policy.py",)
-UNTRUSTED = ("tests/test_untrusted.py", "tests/test_bad_input.py", "tests/test_injection.py")
+GRAMMAR = ("tests/test_grammar.py", "tests/test_bad_input.py")
+MODEL = ("tests/test_model_rules.py", "tests/test_bad_input.py")
 
 BREAKS: tuple[Break, ...] = (
     # -- one per policy family, and the registry's rules ------------------------------------------
@@ -122,110 +123,108 @@ BREAKS: tuple[Break, ...] = (
     ),
     Break("registry: scope ignored", P, '        if self.scope == "site":', "        if False:", POLICY),
     # -- one per grammar ------------------------------------------------------------------------------
-    Break(
-        "grammar ifname", G, '_IFNAME = _full(r"[A-Za-z0-9_.:-]{1,15}")', '_IFNAME = _full(r"[^/]{1,15}")', UNTRUSTED
-    ),
-    Break("grammar rdma device", G, '_RDMA = _full(r"[a-z][a-z0-9_]{0,62}")', '_RDMA = _full(r".{1,63}")', UNTRUSTED),
+    Break("grammar ifname", G, '_IFNAME = _full(r"[A-Za-z0-9_.:-]{1,15}")', '_IFNAME = _full(r"[^/]{1,15}")', GRAMMAR),
+    Break("grammar rdma device", G, '_RDMA = _full(r"[a-z][a-z0-9_]{0,62}")', '_RDMA = _full(r".{1,63}")', GRAMMAR),
     Break(
         "grammar DNS label",
         G,
         '_LABEL = _full(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")',
         '_LABEL = _full(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
-    Break("grammar MAC", G, '_MAC = _full(r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}")', '_MAC = _full(r".+")', UNTRUSTED),
+    Break("grammar MAC", G, '_MAC = _full(r"(?:[0-9a-f]{2}:){5}[0-9a-f]{2}")', '_MAC = _full(r".+")', GRAMMAR),
     Break(
         "grammar fingerprint",
         G,
         '_HEX40 = _full(r"[0-9A-F]{40}")',
         '_HEX40 = _full(r"[0-9A-Fa-f\\n]{40,41}")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar URL characters",
         G,
         '_URL_CHARS = _full(r"(?:[A-Za-z0-9._~:/?#\\[\\]@!$&\'()*+,;=-]|%[0-9A-Fa-f]{2})+")',
         '_URL_CHARS = _full(r"[^\\n]+")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
-    Break("grammar registry port", G, '_PORT = _full(r"[0-9]{1,5}")', '_PORT = _full(r"[0-9]{1,9}")', UNTRUSTED),
+    Break("grammar registry port", G, '_PORT = _full(r"[0-9]{1,5}")', '_PORT = _full(r"[0-9]{1,9}")', GRAMMAR),
     Break(
         "grammar OCI path",
         G,
         '_OCI_PATH = _full(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")',
         '_OCI_PATH = _full(r".+")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar qualified name",
         G,
         '_QUALIFIED = _full(r"(?:[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")',  # noqa: E501
         '_QUALIFIED = _full(r".+")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar kube context",
         G,
         '_CONTEXT = _full(r"[A-Za-z0-9][A-Za-z0-9._@:/-]{0,252}")',
         '_CONTEXT = _full(r".+")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar S3 region",
         G,
         '_S3_REGION = _full(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")',
         '_S3_REGION = _full(r".+")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar bucket name",
         G,
         '_BUCKET = _full(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")',
         '_BUCKET = _full(r"[A-Za-z0-9_.-]{1,255}")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
-    Break("grammar S3 user", G, '_S3_USER = _full(r"[a-z0-9][a-z0-9_-]{0,63}")', '_S3_USER = _full(r".+")', UNTRUSTED),
+    Break("grammar S3 user", G, '_S3_USER = _full(r"[a-z0-9][a-z0-9_-]{0,63}")', '_S3_USER = _full(r".+")', GRAMMAR),
     Break(
         "grammar parameter value",
         G,
         '_PARAM_VALUE = _full(r"[\\x21-\\x7e](?:[\\x20-\\x7e]{0,254}[\\x21-\\x7e])?")',
         '_PARAM_VALUE = _full(r"(?s:.+)")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar free text: line breaks allowed",
         G,
         '    bad = [c for c in value if unicodedata.category(c)[0] in {"C", "Z"} and c != " "]',
         "    bad = []",
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar dotted version",
         G,
         '    pattern = _full(r"[0-9]{1,6}" + r"\\.[0-9]{1,6}" * (parts - 1))',
         '    pattern = _full(r"[0-9.]+")',
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar URL credentials",
         G,
         '    if "@" in parts.netloc:',
         "    if False:",
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar hostname scheme fields",
         G,
         "        if name not in SCHEME_FIELDS or conversion is not None:",
         "        if False:",
-        UNTRUSTED,
+        GRAMMAR,
     ),
     Break(
         "grammar host name: digits-only names",
         G,
         "    ok = ok and not _IPV4ISH.fullmatch(value)",
         "    ok = ok",
-        UNTRUSTED,
+        GRAMMAR,
     ),
     # -- the drift check ----------------------------------------------------------------------------
     Break(
@@ -243,44 +242,44 @@ BREAKS: tuple[Break, ...] = (
         ("tests/test_inventory.py",),
     ),
     # -- the model's validators -----------------------------------------------------------------------
-    Break("model: a country code", M, "    if value not in COUNTRY_CODES:", "    if False:", UNTRUSTED),
-    Break("model: a SKU", M, "    if value not in SKUS:", "    if False:", UNTRUSTED + POLICY),
-    Break("model: catalogued releases", M, "        if value not in known:", "        if False:", UNTRUSTED + POLICY),
+    Break("model: a country code", M, "    if value not in COUNTRY_CODES:", "    if False:", MODEL),
+    Break("model: a SKU", M, "    if value not in SKUS:", "    if False:", MODEL),
+    Break("model: catalogued releases", M, "        if value not in known:", "        if False:", MODEL),
     Break(
         "model: object lock needs versioning",
         M,
         "        if self.object_lock is not None and not self.versioning:",
         "        if False:",
-        ("tests/test_storage.py", *UNTRUSTED),
+        MODEL,
     ),
     Break(
         "model: evidence bucket COMPLIANCE",
         M,
         '        if self.role == "evidence" and (self.object_lock is None or self.object_lock.mode != "COMPLIANCE"):',
         '        if self.role == "evidence" and self.object_lock is None:',
-        ("tests/test_storage.py", *UNTRUSTED),
+        MODEL,
     ),
     Break(
         "model: one evidence bucket",
         M,
         "        if len(evidence) > 1:",
         "        if len(evidence) > 2:",
-        ("tests/test_storage.py", *UNTRUSTED),
+        MODEL,
     ),
-    Break("model: unique names", M, "            if dupes:", "            if False:", UNTRUSTED + POLICY),
+    Break("model: unique names", M, "            if dupes:", "            if False:", MODEL),
     Break(
         "model: one default storage class",
         M,
         "        if len(defaults) > 1:",
         "        if len(defaults) > 2:",
-        UNTRUSTED,
+        MODEL,
     ),
     Break(
         "model: hostnames render to DNS labels",
         M,
         "                if len(name) > 63 or not grammar.dns_label_ok(name):",
         "                if len(name) > 255:",
-        UNTRUSTED,
+        MODEL,
     ),
     Break(
         "model: a field path names real fields",
@@ -384,6 +383,21 @@ def run(b: Break, scratch: Path) -> tuple[str, float]:
     return (failed[0] if failed else ""), time.monotonic() - t0
 
 
+def baseline(scratch: Path, tests: tuple[str, ...]) -> None:
+    """The tests named for a break must pass on the unbroken copy, or a 'catch' would prove nothing."""
+    env = {**os.environ, "PYTHONPATH": str(scratch / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not testhosts", *tests],
+        check=False,
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"the unbroken copy fails {' '.join(tests)}:\n{proc.stdout[-2000:]}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-k", default="", help="only breaks whose label contains this")
@@ -393,6 +407,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="aifactory-mutants-") as tmp:
         scratch = Path(tmp)
         copy_checkout(scratch)
+        for tests in dict.fromkeys(b.tests for b in chosen):
+            baseline(scratch, tests)
         print("| break | file | caught by | s |\n|---|---|---|---|")
         for b in chosen:
             caught, seconds = run(b, scratch)
