@@ -16,6 +16,7 @@ CASES = [
     (grammar.ifname, ["host0", "bond0:1", "ibp24s0", "enp170s0f1np1"], ["", ".", "..", "eth0/1", "a b", "x" * 16]),
     (grammar.rdma_device, ["mlx5_0", "irdma0", "rocep1s0f0"], ["Mlx5_0", "0mlx", "mlx5-0", "mlx5_0\n", "a" * 64]),
     (grammar.dns_label, ["lab", "gpu-01", "a" * 63], ["", "-gpu", "gpu-", "GPU", "gpu_01", "a" * 64, "a.b"]),
+    (grammar.domain, ["lab.aifactory.internal", "za.example"], ["lab", "1.2.3.4", "a..b", "-a.b"]),
     (grammar.site_code, ["za", "lab"], ["thirteen-char", "Za", ""]),
     (
         grammar.normal_host,
@@ -32,7 +33,11 @@ CASES = [
         ["", "EB693B3035CD5710E231E123A4B469963BF863CC"],
         ["eb693b3035cd5710e231e123a4b469963bf863cc", "EB693B3035CD5710E231E123A4B469963BF863CC\n", "EB69"],
     ),
-    (grammar.dotted(3), ["535.261.03", "580.95.05"], ["535.261", "535.261.03.1", "535.261.03\n", "\uff15\uff13\uff15.261.03"]),
+    (
+        grammar.dotted(3),
+        ["535.261.03", "580.95.05"],
+        ["535.261", "535.261.03.1", "535.261.03\n", "\uff15\uff13\uff15.261.03"],
+    ),
     (grammar.dotted(2), ["12.8", "11.8"], ["12", "12.8.1", "12.x"]),
     (
         grammar.free_text,
