@@ -59,11 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     m = verbs.add_parser("manifest", help="everything the site's mirrors must serve, from the stack alone")
-    m.add_argument("site", metavar="SITE")
+    m.add_argument("site", metavar="SITE", help="the site whose mirrors to list")
     m.add_argument("--json", action="store_true", help="JSON (stable order: two revisions diff line by line)")
     m.set_defaults(func=cmd_manifest)
     c = verbs.add_parser("check", help="ask the mirrors for each item; exit 1 on anything missing or different")
-    c.add_argument("site", metavar="SITE")
+    c.add_argument("site", metavar="SITE", help="the site whose mirrors to ask")
     c.add_argument(
         "--mirror", action="append", choices=MIRRORS, metavar="NAME", help=f"only this mirror ({', '.join(MIRRORS)})"
     )
