@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from . import labels
-from .catalog import SKUS
+from .catalog import SKUS, supply
 from .errors import ConfigError
 from .fsutil import parts_of, read_bounded, write_atomic
 from .model import Site
@@ -182,6 +182,9 @@ def group_vars_all(site: Site) -> dict[str, Any]:
         "cuda_toolkit_components": g.cuda_components,
         "nccl_package_version": g.nccl,
         "nccl_artifacts_url": m.artifacts.url,
+        # nccl-tests, built on GPU nodes against their NCCL: what verify's all-reduce check runs (catalog).
+        "nccl_tests_version": supply.NCCL_TESTS.version,
+        "nccl_tests_sha256": supply.NCCL_TESTS.sha256,
         "nccl_socket_ifname": site.network.management.interface,
         "rdma_fabric": fabric.type,
     }
@@ -191,8 +194,12 @@ def group_vars_all(site: Site) -> dict[str, Any]:
 
 
 def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
-    """Facts of the SKU from the catalog, and the rails on its ports (catalog port map, site's rails)."""
+    """Facts of the SKU from the catalog, the rails on its ports (catalog port map, site's rails), and the digest
+    of the NCCL redistributable for its CPU (catalog/supply.py: PyPI's; "" where none is known, which policy
+    supply.digests refuses and the nccl role would too)."""
     sku = SKUS[sku_name]
+    g = site.gpu_stack
+    wheel = supply.nccl_wheel(g.nccl_version, int(g.nccl_cuda.split(".")[0]), sku.cpu_arch)
     ports = site.rail_ports(sku_name)
     fabric = site.network.fabric
     rails = [
@@ -207,6 +214,7 @@ def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
         "nvidia_driver_nvlink5": sku.nvlink_generation >= 5,
         # Empty where the catalog has no port map for the SKU: NCCL then picks its HCAs itself.
         "nccl_ib_hca": [r["rdma"] for r in rails],
+        "nccl_redist_sha256": wheel.sha256 if wheel else "",
         "rdma_rails": rails,
     }
 

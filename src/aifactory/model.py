@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from functools import cached_property
+from functools import cache, cached_property
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from . import grammar
-from .catalog import GPU_OPERATOR_REPOSITORIES, NETWORK_OPERATOR_IMAGES, SKUS, Port, Sku, Version, known_skus
+from .catalog import GPU_OPERATOR_IMAGES, NETWORK_OPERATOR_IMAGES, SKUS, Port, Sku, Version, known_skus
 from .grammar import FieldError, shown
 from .iso3166 import COUNTRY_CODES
 
@@ -87,7 +88,7 @@ def _catalogued(known: Mapping[str, object], what: str) -> Callable[[str], str]:
 ChartVersion = Annotated[
     str,
     AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)")),
-    AfterValidator(_catalogued(GPU_OPERATOR_REPOSITORIES, "gpu-operator chart")),
+    AfterValidator(_catalogued(GPU_OPERATOR_IMAGES, "gpu-operator chart")),
 ]
 OperatorVersion = Annotated[
     str,
@@ -542,3 +543,39 @@ def _nth(net: IPv4Network, host: int) -> IPv4Address | None:
     if host >= net.num_addresses - 1:
         return None
     return net.network_address + host
+
+
+def _element(annotation: object) -> object:
+    """The model or list type inside Annotated[...] and Optional[...]."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
+        else:
+            return annotation
+
+
+@cache
+def field_path(*parts: str | int) -> str:
+    """A path into the site model (``pools[0].sku``), built from the model's own field names.
+
+    Every name must be a field of the model it is read from and every index must follow a list
+    field, so a renamed field fails here, in any test that reaches the finding, rather than leaving
+    an audit pointing at a field that no longer exists.
+    """
+    current: object = Site
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            if get_origin(current) is not list:
+                raise ValueError(f"{out or 'the site'} is not a list: no index {part}")
+            current = _element(get_args(current)[0])
+            out += f"[{part}]"
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            raise ValueError(f"{out or 'the site'} has no field {part!r}")
+        current = _element(current.model_fields[part].annotation)
+        out += f".{part}" if out else part
+    return out

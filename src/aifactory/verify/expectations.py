@@ -72,6 +72,8 @@ class NodeExpectations:
     # distro -> (open kernel modules, DMA-BUF minimum kernel, peermem module), from roles/rdma/vars.
     gpudirect: dict[str, tuple[bool, str, str]]
     gdr_write: Threshold | None
+    # nccl-tests' all_reduce_perf as roles/nccl builds it on GPU nodes (its defaults and vars).
+    all_reduce_perf: str
 
     def gpudirect_method(self, distro: str, kernel: str) -> str:
         """DMA-BUF with open modules on a new enough kernel, nvidia-peermem otherwise (the role's rule)."""
@@ -110,6 +112,7 @@ class NodeExpectations:
 def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     base = role_defaults(root, "nvidia_base")
     cuda = role_defaults(root, "cuda_toolkit")
+    nccl = role_defaults(root, "nccl")
     g = site.gpu_stack
     major, minor = g.cuda.split(".")
     gv = {**group_vars_all(site), **group_vars_sku(site, node.sku)}
@@ -160,4 +163,7 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
             for d in rv
         },
         gdr_write=sku.gdr_write_gbps,
+        all_reduce_perf=(
+            f"{nccl['nccl_tests_install_root']}/{gv['nccl_tests_version']}-nccl{g.nccl_version}/build/all_reduce_perf"
+        ),
     )
