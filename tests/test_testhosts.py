@@ -120,6 +120,21 @@ def test_hosts_reach_packages_only_through_the_mirror(stack, hosts):
     )
 
 
+def test_the_package_proxy_fetches_from_debians_mirror_only(stack, hosts):
+    """A host asking the proxy for another location (the lab's ubuntu and cuda mirror paths) is refused
+    by the proxy itself: the project's traffic leaves this machine for Debian's mirror only."""
+    first = stack.site.nodes[0].hostname
+    m = stack.site.mirrors
+
+    def status(url: str) -> str:
+        probe = ssh(first, f"python3 -c \"import urllib.request as u, urllib.error as e\ntry: print(u.urlopen('{url}', timeout=20).status)\nexcept e.HTTPError as x: print(x.code)\"")  # noqa: E501
+        return probe.stdout.strip()
+
+    assert status(f"{m.debian.url}/dists/bookworm/Release") == "200"
+    assert status(f"{m.ubuntu.url}/dists/jammy/Release") == "403"
+    assert status(f"{m.cuda.url}/ubuntu2204/x86_64/Release") == "403"
+
+
 def test_a_second_run_beside_this_one_shares_nothing_but_caches(stack, hosts):
     """Another checkout's run of the same site: the same addresses, its own namespace; down removes only it."""
     other = Run("0badc0de", SITE)

@@ -142,11 +142,15 @@ def shared_proxy(say: Say) -> int:
         for d in (cache, logs):
             d.mkdir(parents=True, exist_ok=True)
         # Requests for deb.debian.org/debian go to one backend; the stock list names mirrors
-        # these machines cannot reach.
+        # these machines cannot reach. ForceManaged: 1 refuses every other location a request
+        # names (acng.conf: "all downloads must be processed by the preconfigured remapping
+        # backends"): without it the proxy fetched whatever host a path named (seen: the lab's
+        # ubuntu and cuda mirror paths reached archive.ubuntu.com and NVIDIA), and the project's
+        # traffic may go to Debian's mirror only. Checked: debian 200, ubuntu and NVIDIA 403.
         (PROXY_DIR / "acng.conf").write_text(
             f"CacheDir: {cache}\nLogDir: {logs}\nSupportDir: /usr/lib/apt-cacher-ng\n"
             f"Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian\n"
-            f"Port: {port}\nBindAddress: 127.0.0.1\nExThreshold: 4\n"
+            f"Port: {port}\nBindAddress: 127.0.0.1\nExThreshold: 4\nForceManaged: 1\n"
         )
         (PROXY_DIR / "backends_debian").write_text(UPSTREAM_DEBIAN + "\n")
         log = PROXY_DIR / "apt-cacher-ng.out"
