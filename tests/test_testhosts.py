@@ -127,7 +127,7 @@ def test_the_package_proxy_fetches_from_debians_mirror_only(stack, hosts):
     m = stack.site.mirrors
 
     def status(url: str) -> str:
-        probe = ssh(first, f"python3 -c \"import urllib.request as u, urllib.error as e\ntry: print(u.urlopen('{url}', timeout=20).status)\nexcept e.HTTPError as x: print(x.code)\"")  # noqa: E501
+        probe = ssh(first, f"python3 -c \"import urllib.request as u, urllib.error as e\ntry: print(u.urlopen('{url}', timeout=20).status)\nexcept e.HTTPError as x: print(x.code)\"")
         return probe.stdout.strip()
 
     assert status(f"{m.debian.url}/dists/bookworm/Release") == "200"
