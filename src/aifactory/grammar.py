@@ -133,8 +133,9 @@ def normal_host(raw: str) -> str:
 
 
 def mac(value: str) -> str:
-    value = value.lower()
-    return _need(bool(_MAC.fullmatch(value)), value, "a MAC address (aa:bb:cc:dd:ee:ff)")
+    """A MAC address in lower case; an error echoes it as written."""
+    _need(bool(_MAC.fullmatch(value.lower())), value, "a MAC address (aa:bb:cc:dd:ee:ff)")
+    return value.lower()
 
 
 def fingerprint(value: str) -> str:
