@@ -116,3 +116,30 @@ def test_each_warning_is_printed_once_per_command_in_one_format(cli):
     code, _, err = cli("diff", "ke", "--rev", "dab6d38", "--plan")
     assert code == 0, err
     assert len([line for line in err.splitlines() if "[compat.operator-eol]" in line]) == 1, err
+
+
+def test_lines_are_found_in_block_and_flow_style_and_after_an_upgrade_step_changed_a_mapping():
+    from aifactory.locations import Locator, Positions
+    from aifactory.stackfile import parse_yaml
+
+    text = (
+        "config:\n"  # 1
+        "  aifactory:site:\n"  # 2
+        "    pools:\n"  # 3
+        "      - name: a\n"  # 4
+        "        nodes:\n"  # 5
+        "          - {bmc: 10.0.0.1, mac: x}\n"  # 6
+        "          - bmc: 10.0.0.2\n"  # 7
+        "            mac: y\n"  # 8
+    )
+    positions = Positions()
+    doc = parse_yaml(text, "f", positions)
+    where = Locator(doc, positions)
+    assert where.line("aifactory:site.pools[0].nodes[0].mac") == 6
+    assert where.line("aifactory:site.pools[0].nodes[1].bmc") == 7
+    assert where.line("aifactory:site.pools[0].nodes[1].mac") == 8
+    assert where.line("aifactory:site.pools[0].nodes[1].missing") == 7  # the nearest line that exists
+    assert where.line("aifactory:site.pools[0].nodes[5].mac") == 5
+    node = doc["config"]["aifactory:site"]["pools"][0]["nodes"][1]
+    node["su"] = "su1"  # a step added a key: the mapping answers with its own line, never a wrong one
+    assert where.line("aifactory:site.pools[0].nodes[1].mac") == 7

@@ -25,32 +25,54 @@ _TOKEN = re.compile(r"\[(\d+)\]|\.?([^.\[\]]+)")
 class Positions:
     """Lines of the mappings and lists the loader built, by object identity (the objects are kept alive here).
 
-    A mapping written on one line (a flow mapping, as every node is) keeps one number, not one per key:
-    a 100,000-node stack costs a few megabytes, not a table per node.
+    Compact, since every node of a 100,000-node stack is a mapping: one number per mapping whose keys
+    all sit on its first line (a flow mapping) or one per line (block style), packing that line, the
+    key count and which of the two; a tuple of lines for the others and for lists. A mapping that an
+    upgrade step changed (its key count differs) answers with its own first line.
     """
 
+    _KEYS = 1 << 19  # key counts the packed form holds
+
     def __init__(self) -> None:
-        self._at: dict[int, tuple[Any, int, dict[str, int] | list[int] | None]] = {}
+        self._at: dict[int, tuple[Any, int | tuple[int, ...]]] = {}
 
     def note_mapping(self, data: dict[str, Any], node: Any) -> None:
         first = node.start_mark.line + 1
-        keys = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k.value, str)}
-        self._at[id(data)] = (data, first, None if all(v == first for v in keys.values()) else keys)
+        lines = [k.start_mark.line + 1 for k, _ in node.value]
+        count = len(lines)
+        entry: int | tuple[int, ...]
+        if count >= self._KEYS:
+            entry = tuple(lines)
+        elif not lines or lines[-1] == first:  # keys never go back a line: the last on the first means all are
+            entry = (first << 20) | (count << 1)
+        elif lines == list(range(first, first + count)):
+            entry = (first << 20) | (count << 1) | 1
+        else:
+            entry = tuple(lines)
+        self._at[id(data)] = (data, entry)
 
     def note_sequence(self, data: list[Any], node: Any) -> None:
-        self._at[id(data)] = (data, node.start_mark.line + 1, [n.start_mark.line + 1 for n in node.value])
+        self._at[id(data)] = (data, tuple(n.start_mark.line + 1 for n in node.value))
 
     def line(self, container: Any, key: str | int | None = None) -> int | None:
         """The line of ``container[key]`` (of the container itself when key is None or unknown)."""
-        entry = self._at.get(id(container))
-        if entry is None or entry[0] is not container:
+        found = self._at.get(id(container))
+        if found is None or found[0] is not container:
             return None
-        _, first, table = entry
-        if key is None or table is None:
-            return first
-        if isinstance(table, list):
-            return table[key] if isinstance(key, int) and 0 <= key < len(table) else first
-        return table.get(key, first) if isinstance(key, str) else first
+        entry = found[1]
+        if isinstance(entry, tuple):
+            if isinstance(container, list):
+                index = key if isinstance(key, int) and 0 <= key < len(entry) else None
+            else:
+                index = _index(container, key) if len(container) == len(entry) else None
+            return entry[index] if index is not None else (entry[0] if entry else None)
+        first, count, one_per_line = entry >> 20, (entry >> 1) & (self._KEYS - 1), entry & 1
+        index = _index(container, key) if one_per_line and len(container) == count else None
+        return first + index if index is not None else first
+
+
+def _index(mapping: dict[str, Any], key: str | int | None) -> int | None:
+    return next((i for i, k in enumerate(mapping) if k == key), None) if isinstance(key, str) else None
 
 
 def split_path(path: str) -> list[str | int]:

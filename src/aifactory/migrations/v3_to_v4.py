@@ -26,12 +26,15 @@ def upgrade(site: dict[str, Any]) -> list[str]:
     for bucket in mappings(get(site, "storage", "object_store", "buckets")):
         if "object_lock_days" not in bucket:
             continue
-        days = bucket.pop("object_lock_days")
         name = bucket.get("name")
         if "object_lock" in bucket:
             raise MigrationError(f"bucket {name}: both object_lock_days and object_lock")
+        days = bucket["object_lock_days"]
+        # The lock takes the old key's place, so messages about it name the line the file wrote it on.
+        items = [(k, v) if k != "object_lock_days" else ("object_lock", {"days": days}) for k, v in bucket.items()]
+        bucket.clear()
+        bucket.update(items if days is not None else [(k, v) for k, v in items if k != "object_lock"])
         if days is not None:
-            bucket["object_lock"] = {"days": days}
             changed.append(f"{name} ({days} d)")
     if not changed:
         return []
