@@ -118,6 +118,21 @@ def test_each_warning_is_printed_once_per_command_in_one_format(cli):
     assert len([line for line in err.splitlines() if "[compat.operator-eol]" in line]) == 1, err
 
 
+def test_lab_validates_then_gates_and_says_each_warning_once(capsys):
+    """`aifactory lab` validates, then puts the site through the gate: one command, each warning once."""
+    from aifactory import findings
+    from aifactory.cli.common import gated
+    from aifactory.cli.sitedata import validate_sites
+
+    from .conftest import ROOT
+
+    findings.begin_command()
+    assert validate_sites(ROOT, ["lab"])
+    gated(ROOT, ["lab"])
+    out, err = capsys.readouterr()
+    assert len([line for line in (out + err).splitlines() if "[compat.operator-eol]" in line]) == 1
+
+
 def test_lines_are_found_in_block_and_flow_style_and_after_an_upgrade_step_changed_a_mapping():
     from aifactory.locations import Locator, Positions
     from aifactory.stackfile import parse_yaml

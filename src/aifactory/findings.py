@@ -114,8 +114,13 @@ def fold(problems: Iterable[Problem]) -> list[str]:
 
 
 def print_findings(findings: Iterable[tuple[str, Problem]], severities: Iterable[str], out: Any = None) -> None:
-    """Print findings of the given severities, most severe first, each severity folded on its own."""
+    """Print findings of the given severities, most severe first, each severity folded on its own.
+
+    A warning printed here counts as said: the gate of the same command (as `lab` runs it after
+    validating) does not print it again.
+    """
     items = list(findings)
     for severity in severities:
         for line in fold(p for s, p in items if s == severity):
             print(f"{severity}: {line}", file=out or sys.stdout)
+            _said.add(f"{severity}: {line}")
