@@ -49,7 +49,7 @@ def test_added_and_removed_items_are_named():
         ("storage.object_store.buckets[za-models]", "added"),
         ("pools[h100a].nodes[31]", "removed"),
         ("pools[h100a].count", "changed"),
-        ("pools[h100a].scalable_units[0].nodes", "changed"),
+        ("pools[h100a].scalable_units[su1].nodes", "changed"),
     } == paths(changes)
 
 

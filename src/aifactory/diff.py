@@ -23,7 +23,14 @@ from .stackfile import Stack, stack_path
 
 # Lists whose items have a name: matched by it. Nodes are matched by position, which is their
 # index and so their hostname.
-KEYED = {"pools": "name", "tenants": "name", "rails": "name", "buckets": "name", "classes": "name"}
+KEYED = {
+    "pools": "name",
+    "tenants": "name",
+    "rails": "name",
+    "buckets": "name",
+    "classes": "name",
+    "scalable_units": "name",
+}
 
 # What must differ between two sites; hidden by --ignore-expected.
 EXPECTED_DIFFERENCES = (

@@ -171,8 +171,8 @@ def resolve(root: Path, text: str, option: str = "--rev") -> Resolved:
         raise _bad(
             option,
             text,
-            "reads git's reflog (where this clone's refs pointed, which another clone does not know), not the "
-            "project's history: name a date with --since YYYY-MM-DD, or a commit or tag",
+            "reads git's reflog or tracking setup (@{...}: where this clone's refs pointed, which another clone "
+            "does not know), not the project's history: name a date with --since YYYY-MM-DD, or a commit or tag",
         )
     if is_date(text):
         if _is_ref(root, text):

@@ -42,7 +42,8 @@ class Result:
     file: str = ""
 
     def line(self) -> str:
-        return f"{self.severity.value:7s} [{self.id}] {self.file or self.site}: {self.path}: {self.message}"
+        """The finding as every command prints it (findings.py adds the line and host, and folds repeats)."""
+        return f"{self.severity.value}: {self.file or self.site}: {self.path}: [{self.id}] {self.message}"
 
 
 # Hosts of global public services: a site configured to pull from or write to them sends

@@ -431,15 +431,9 @@ def _parse_stack(doc: Any, name: str, path: Path, shown_path: str, locator: Loca
         # Upgraded, and still refused by today's model (a value today's grammars or catalog refuse): one line.
         first = sorted(set(map(locator.place, problems)), key=Problem.sort_key)
         more = f" (and {len(first) - 1} more)" if len(first) > 1 else ""
-        raise ConfigError(
-            [
-                Problem(
-                    shown_path,
-                    "",
-                    f"format {found}, upgraded to format {CURRENT}, is refused by today's model: {first[0]}{more}",
-                )
-            ]
-        )
+        why = f"{first[0].path}: {first[0].message}{first[0].where}" if first[0].path else first[0].message
+        said = f"format {found}, upgraded to format {CURRENT}, is refused by today's model: {why}{more}"
+        raise ConfigError([Problem(shown_path, "", said)])
     if problems or site is None:
         raise ConfigError(problems)
     return Stack(
