@@ -158,3 +158,12 @@ def test_lines_are_found_in_block_and_flow_style_and_after_an_upgrade_step_chang
     node = doc["config"]["aifactory:site"]["pools"][0]["nodes"][1]
     node["su"] = "su1"  # a step added a key: the mapping answers with its own line, never a wrong one
     assert where.line("aifactory:site.pools[0].nodes[1].mac") == 7
+
+
+def test_a_host_is_echoed_as_written_not_as_its_lower_case_form(workdir, cli):
+    _edit(workdir, "lab", "ntp: [172.29.0.1]", "ntp: [NTP_1.Lab.Example]")
+    _edit(workdir, "lab", 'ubuntu: {url: "http://172.29.0.1:3142', 'ubuntu: {url: "http://Mirror_A.Lab:3142')
+    code, _, err = cli("validate", "lab", root=workdir)
+    assert code == 2
+    assert "aifactory:site.network.ntp[0]: 'NTP_1.Lab.Example' is not a host name" in err
+    assert "aifactory:site.mirrors.ubuntu.url: 'http://Mirror_A.Lab:3142/" in err and "has no valid host" in err
