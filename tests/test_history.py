@@ -118,7 +118,9 @@ def test_each_step_joins_two_formats_and_names_the_commit_whose_shape_it_reads()
         module = package / f"v{step.source}_to_v{step.source + 1}.py"
         assert module.is_file(), module
         assert step.introduced in module.read_text(), f"{module.name} does not name the commit it reads"
+        assert re.fullmatch(r"[0-9a-f]{40}", step.introduced), step.introduced
         sha = _out("rev-parse", "--verify", f"{step.introduced}^{{commit}}").strip()
+        assert _out("merge-base", "--is-ancestor", sha, "HEAD") == ""  # on this history
         for rel in _out("ls-tree", "--name-only", sha, "stacks/").split():
             if rel.endswith(".yaml"):
                 config = yaml.safe_load(_out("show", f"{sha}:{rel}"))["config"]

@@ -51,7 +51,7 @@ class Step:
     """One upgrade: format ``source`` to ``source + 1``; ``introduced`` is the commit whose shape it reads."""
 
     source: int
-    introduced: str
+    introduced: str  # the full hash (a short one could grow ambiguous as the history does)
     what: str  # what changed, in the words of the upgrade note
     how: str  # what to change by hand in a working-tree file of the old format
     run: Callable[[dict[str, Any]], list[str]]
@@ -126,6 +126,6 @@ def upgrade(config: dict[str, Any]) -> Upgraded:
             # An old file that is malformed in its own format: say where the step stopped, in one line.
             why = f"{type(exc).__name__}: {exc}"
             raise MigrationError(f"step {step.name} ({step.what}) cannot read it ({why})") from None
-        notes += [f"{step.name} (shape of {step.introduced}): {n}" for n in said]
+        notes += [f"{step.name} (shape of {step.introduced[:7]}): {n}" for n in said]
     config[FORMAT_KEY] = CURRENT
     return Upgraded(found, declared is not None, tuple(notes))

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from .common import MigrationError, get, mappings
 
 SOURCE = 1
-INTRODUCED = "c620c59"
+INTRODUCED = "c620c597a8ea4a49fb2f5343098068c9e6d213f3"  # c620c59: the commit whose shape this step reads
 WHAT = "jurisdiction.in_country stated"
 HOW = (
     "add jurisdiction.in_country: {dns_suffixes: [the site's own zones], networks: [its address ranges]} "

@@ -13,7 +13,7 @@ from typing import Any
 from .common import get, mappings
 
 SOURCE = 2
-INTRODUCED = "eb7cdc4"
+INTRODUCED = "eb7cdc4fbe33c6cd25d9dc37fe43229754273d7c"  # eb7cdc4: the commit whose shape this step reads
 WHAT = "rails without devices; MIG per pool"
 HOW = (
     "remove hca and interface from network.fabric.rails (the catalog's port map names them); "

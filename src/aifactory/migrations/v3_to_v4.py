@@ -12,7 +12,7 @@ from typing import Any
 from .common import MigrationError, get, mappings
 
 SOURCE = 3
-INTRODUCED = "2de7f20"
+INTRODUCED = "2de7f20c2de5081d98830d0676677ff54ef163f8"  # 2de7f20: the commit whose shape this step reads
 WHAT = "object lock with a mode"
 HOW = "write each bucket's object_lock_days: N as object_lock: {days: N} (mode COMPLIANCE, the default)"
 

@@ -14,7 +14,7 @@ from typing import Any
 from .common import mappings
 
 SOURCE = 4
-INTRODUCED = "dab6d38"
+INTRODUCED = "dab6d386bdcb9869f6ca2652750d6d322f7f54fb"  # dab6d38: the commit whose shape this step reads
 WHAT = "scalable units declared"
 HOW = (
     "give each pool scalable_units: [{name: su1, nodes: 32}, ...], the nodes of each unit in pool order, "
