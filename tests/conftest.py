@@ -48,3 +48,13 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def lab(workdir: Path) -> Path:
+    """A scratch project that can run the roles: the stacks copied, the inventories copied, the code linked."""
+    for name in ("roles", "playbooks", "templates"):
+        (workdir / name).symlink_to(ROOT / name)
+    shutil.copy(ROOT / "ansible.cfg", workdir / "ansible.cfg")
+    shutil.copytree(ROOT / "inventories", workdir / "inventories")
+    return workdir

@@ -268,7 +268,8 @@ def test_the_store_refuses_a_foreign_region(gateway, tmp_path, capsys):
 def test_a_locked_record_cannot_be_deleted_and_a_locked_bucket_is_never_deleted(gateway, tmp_path, capsys):
     root = project(tmp_path, gateway, "t6")
     assert run(capsys, root, "storage", "apply", "lab")[0] == 0
-    record = tmp_path / "audit.md"
+    record = root / "runs" / "lab" / "audit.md"
+    record.parent.mkdir(parents=True)
     record.write_text("# audit\n")
     assert run(capsys, root, "evidence", "push", "lab", str(record))[0] == 0
     raw = raw_client(gateway.endpoint, owner("t6"))
@@ -308,13 +309,15 @@ def test_evidence_round_trip_proves_every_hash(gateway, tmp_path, capsys):
     root = project(tmp_path, gateway, "t8")
     assert run(capsys, root, "storage", "apply", "lab")[0] == 0
     files = []
+    records = root / "runs" / "lab" / "20260101T000000-evidence"
+    records.mkdir(parents=True)
     for name, body in (
         ("verify.json", b'{"ok": true}\n'),
         ("verify.xml", b"<testsuites/>\n"),
         ("bootstrap.txt", b"ok\n"),
     ):
-        (tmp_path / name).write_bytes(body)
-        files.append(str(tmp_path / name))
+        (records / name).write_bytes(body)
+        files.append(str(records / name))
     code, out, _ = run(capsys, root, "evidence", "push", "lab", *files)
     assert code == 0, out
     digest = hashlib.sha256(b'{"ok": true}\n').hexdigest()
@@ -358,7 +361,7 @@ def test_evidence_push_without_files_takes_the_newest_run_evidence(gateway, tmp_
     assert run(capsys, root, "storage", "apply", "lab")[0] == 0
     code, _, err = run(capsys, root, "evidence", "push", "lab")
     assert code == 2 and "holds no *-evidence directory" in err
-    for stamp, body in (("20260101T000000-1", b"old"), ("20260102T000000-1", b"new")):
+    for stamp, body in (("20260101T000000", b"old"), ("20260102T000000", b"new")):
         d = root / "runs" / "lab" / f"{stamp}-evidence"
         d.mkdir(parents=True)
         (d / "summary.txt").write_bytes(body)

@@ -308,9 +308,13 @@ def test_the_lab_object_store_is_a_real_rgw_on_the_bridge(stack, hosts, cli, tmp
     assert "site lab, bucket lab-evidence:" in out
     code, out, _ = cli("storage", "check", "lab")
     assert code == 0 and "site lab, bucket lab-evidence: ok (lab, versioning on, lock COMPLIANCE 30d)" in out
-    record = tmp_path / "record.txt"
+    record = ROOT / "runs" / "lab" / f"testhosts-{RUN.id}-record.txt"  # evidence is what the project wrote in runs/
+    record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text("lab run\n")
-    assert cli("evidence", "push", "lab", str(record))[0] == 0
+    try:
+        assert cli("evidence", "push", "lab", str(record))[0] == 0
+    finally:
+        record.unlink()
     code, out, _ = cli("evidence", "check", "lab")
     assert code == 0 and "record(s) proven" in out and "FAILED" not in out
     # The nodes reach the store on the bridge, as a real site's nodes reach theirs.

@@ -22,7 +22,7 @@ import jinja2
 from . import catalog, history
 from .diff import Change, diff_stacks
 from .errors import ConfigError, Problem
-from .fsutil import write_atomic
+from .fsutil import refuse_irregular, write_atomic
 from .migrations import CURRENT
 from .plan import run_plan
 from .policy import Result, Severity, evaluate_sites
@@ -251,11 +251,8 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError([Problem("--out", "", f"cannot create {out}: {exc.strerror}")]) from None
-    written = []
-    for text, target in rendered:
-        path = out / target.format(site=stack.name)
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise ConfigError([Problem("--out", "", f"{path} is not a regular file; refusing to replace it")])
+    targets = [(text, out / target.format(site=stack.name)) for text, target in rendered]
+    refuse_irregular([path for _, path in targets], "--out")
+    for text, path in targets:
         write_atomic(path, text)
-        written.append(path)
-    return written
+    return [path for _, path in targets]

@@ -8,6 +8,8 @@ runs/<site>/<timestamp>/ for the record.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import sys
 import time
@@ -16,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .environment import safe_path
 from .errors import OperationError
-from .inventory import hosts_file, hosts_matching, out_of_date
+from .fsutil import entries, is_dir, make_dirs
+from .inventory import check_current, hosts_file, hosts_matching
 from .stackfile import Stack
 
 PLAYBOOK = "playbooks/bootstrap.yml"
@@ -127,17 +131,15 @@ def run_playbook(
     import ansible_runner
 
     inventory = hosts_file(root, stack.name)
-    stale = out_of_date(stack, root)
-    if stale:
-        raise OperationError(stale)
+    check_current(stack, root)
     if limit:  # a pattern that selects nothing is bad input, not an empty run
         hosts_matching(stack, root, limit, inventory_checked=True)
     stamp = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
-    run_dir = root / "runs" / stack.name / stamp
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_dirs(root, root / "runs" / stack.name / stamp)  # no symlink under runs/ is followed
     cmdline = ["--diff"] + (["--check"] if check else [])
     envvars = {
-        "ANSIBLE_ROLES_PATH": str(root / "roles"),
+        # ':'-separated lists in Ansible's reading: the root is checked to hold no ':' (environment.safe_path).
+        "ANSIBLE_ROLES_PATH": str(safe_path(root, "the project root") / "roles"),
         "ANSIBLE_CONFIG": str(root / "ansible.cfg"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
@@ -147,7 +149,8 @@ def run_playbook(
     envvars.update(strategy_env())
     if ssh_config:
         # ansible.cfg's ssh_args are replaced, not added to: the file carries its own multiplexing.
-        envvars["ANSIBLE_SSH_ARGS"] = f"-F {ssh_config}"
+        # Ansible splits ssh_args with shlex: quoted, the path stays one word whatever it holds.
+        envvars["ANSIBLE_SSH_ARGS"] = f"-F {shlex.quote(str(safe_path(ssh_config, '--ssh-config')))}"
         say(f"SSH settings: {ssh_config}")
     progress = _Progress((lambda _line: None) if quiet else say)
     say(
@@ -198,8 +201,13 @@ def summary(result: RunResult) -> str:
     return "\n".join(lines)
 
 
+# A bootstrap's run folder, as run_playbook names it: runs/<site>/<stamp>-<pid>. Nothing else under
+# runs/ is ever pruned: the evidence folders (<stamp>-evidence) and rollouts/ are records.
+RUN_DIR = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9]{1,10}", re.ASCII)
+
+
 def prune_runs(root: Path, site: str, keep: int = 20) -> None:
-    # Timestamped run directories only: runs/<site>/rollouts/ holds the rollout records.
-    runs = sorted((root / "runs" / site).glob("[0-9]*"))
+    """Delete all but the ``keep`` newest bootstrap run folders: real folders named as run_playbook names them."""
+    runs = sorted(name for name, st in entries(root, ("runs", site)) if RUN_DIR.fullmatch(name) and is_dir(st))
     for old in runs[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(root / "runs" / site / old, ignore_errors=True)  # fd-based: follows no symlink inside

@@ -29,6 +29,8 @@ class FieldError(ValueError):
 
 def shown(value: object, limit: int = SHOWN_MAX) -> str:
     """A value as an error message may show it: quoted, control characters escaped, cut to a sane length."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
     text = value if isinstance(value, str) else str(value)
     cut = len(text) > limit
     body = text[:limit].encode("unicode_escape").decode("ascii").replace("'", "\\'")
@@ -189,9 +191,21 @@ def s3_region(value: str) -> str:
     return _need(bool(_S3_REGION.fullmatch(value)), value, "an S3 region name (a-z, 0-9 and '-')")
 
 
+# Amazon S3 User Guide, "General purpose bucket naming rules": names must not start with xn--,
+# sthree- or amzn-s3-demo- and must not end with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3
+# (access point aliases, Object Lambda, Multi-Region Access Points, directory and table buckets).
+# A store that is not AWS may take them; a site's names must still be portable to any S3.
+S3_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+S3_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
 def bucket_name(value: str) -> str:
     ok = bool(_BUCKET.fullmatch(value)) and ".." not in value and not _IPV4ISH.fullmatch(value)
-    return _need(ok, value, "an S3 bucket name (3-63 of a-z, 0-9, '.', '-'; not an address)")
+    _need(ok, value, "an S3 bucket name (3-63 of a-z, 0-9, '.', '-'; not an address)")
+    reserved = [p for p in S3_RESERVED_PREFIXES if value.startswith(p)] + [
+        x for x in S3_RESERVED_SUFFIXES if value.endswith(x)
+    ]
+    return _need(not reserved, value, f"an S3 bucket name S3 allows ({', '.join(reserved)} is reserved by S3)")
 
 
 def s3_user(value: str) -> str:

@@ -10,7 +10,10 @@ when any of them no longer matches its stack. Edit the stack, never these files.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,11 +23,14 @@ import yaml
 
 from . import labels
 from .catalog import SKUS
-from .fsutil import write_atomic
+from .errors import ConfigError
+from .fsutil import parts_of, read_bounded, write_atomic
 from .model import Site
 from .stackfile import Stack, display
 
 INVENTORIES = "inventories"
+# A 100,000-node hosts.yml is about 40 MiB.
+INVENTORY_MAX = 256 << 20
 
 
 class Unsafe(str):
@@ -227,37 +233,110 @@ def render(stack: Stack, root: Path) -> list[Rendered]:
     return files
 
 
-def existing(stack: Stack, root: Path) -> set[Path]:
-    base = root / INVENTORIES / stack.name
-    return {p for p in base.rglob("*.yml")} if base.is_dir() else set()
+# Where Ansible looks for variables besides the inventory's own folder: beside the playbook
+# (Ansible's docs, "Organizing host and group variables": group_vars/ and host_vars/ are read
+# relative to the inventory source and to the playbook). Nothing renders them, so nothing may be there.
+PLAYBOOK_VARS = ("playbooks/group_vars", "playbooks/host_vars")
+
+
+@dataclass(frozen=True)
+class Found:
+    """What is on disk under an inventory (nothing followed): a regular file, a folder, or anything else."""
+
+    path: Path
+    kind: str  # "file", "dir", "symlink" or "special"
+
+
+def _kind(st: os.stat_result) -> str:
+    if stat.S_ISLNK(st.st_mode):
+        return "symlink"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    return "file" if stat.S_ISREG(st.st_mode) else "special"
+
+
+def on_disk(root: Path, base: Path) -> list[Found]:
+    """Every entry below ``base`` (itself below ``root``), walked without following a symlink.
+
+    Ansible loads variables from files of any extension it reads (.yml, .yaml, .json, none at all)
+    and through symlinks, so the drift check must see all of them, not only the *.yml it writes.
+    """
+    out: list[Found] = []
+    try:
+        st = os.lstat(base)
+    except FileNotFoundError:
+        return out
+    if not stat.S_ISDIR(st.st_mode):
+        return [Found(base, _kind(st))]
+    for here, dirs, files in os.walk(base, followlinks=False):
+        for name in sorted(dirs + files):
+            path = Path(here) / name
+            out.append(Found(path, _kind(os.lstat(path))))
+    return out
+
+
+def _unrendered(found: Found, rendered: set[Path], root: Path) -> str | None:
+    """Why an entry of an inventory folder is not what the stack renders, or None if it is."""
+    if found.kind == "symlink":
+        return "a symbolic link, which Ansible would follow; only rendered files belong here"
+    if found.kind == "special":
+        return "not a regular file; only rendered files belong here"
+    if found.kind == "dir":
+        return None if any(found.path in r.parents for r in rendered) else "a folder the stack does not render"
+    return None if found.path in rendered else "not rendered from the stack, and Ansible would load it"
 
 
 def write(stack: Stack, root: Path) -> list[Path]:
-    """Write the inventory; returns the files that changed. Stale files are removed."""
+    """Write the inventory; returns the files that changed. Anything else found there is removed."""
     rendered = render(stack, root)
+    base = root / INVENTORIES / stack.name
     changed = []
+    for found in reversed(on_disk(root, base)):  # deepest first: a folder is emptied before it goes
+        if _unrendered(found, {r.path for r in rendered}, root):
+            if found.kind == "dir":
+                shutil.rmtree(found.path)  # never follows a symlink inside it (fd-based rmtree)
+            else:
+                found.path.unlink()
+            changed.append(found.path)
     for r in rendered:
-        if not r.path.is_file() or r.path.read_text() != r.text:
-            r.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(r.path, r.text)
+        if _current(r, root) != r.text:
+            write_atomic(r.path, r.text, root=root)
             changed.append(r.path)
-    for stale in existing(stack, root) - {r.path for r in rendered}:
-        stale.unlink()
-        changed.append(stale)
     return changed
 
 
+def _current(r: Rendered, root: Path) -> str | None:
+    try:
+        return read_bounded(root, parts_of(root, r.path), INVENTORY_MAX).decode("utf-8", "replace")
+    except (FileNotFoundError, ConfigError):
+        return None
+
+
 def drift(stack: Stack, root: Path) -> list[tuple[Path, str]]:
-    """Files that differ from what the stack renders, with the reason."""
+    """Files that differ from what the stack renders, and anything Ansible would load that it does not, with why."""
     out = []
     rendered = render(stack, root)
+    paths = {r.path for r in rendered}
     for r in rendered:
-        if not r.path.is_file():
+        try:
+            text = read_bounded(root, parts_of(root, r.path), INVENTORY_MAX).decode("utf-8", "replace")
+        except FileNotFoundError:
             out.append((r.path, "missing"))
-        elif r.path.read_text() != r.text:
+            continue
+        except ConfigError as exc:  # a symlink on the way: named where it is, once
+            where = (Path(exc.problems[0].file), exc.problems[0].message)
+            if where not in out:
+                out.append(where)
+            continue
+        if text != r.text:
             out.append((r.path, "differs from its stack"))
-    for stale in sorted(existing(stack, root) - {r.path for r in rendered}):
-        out.append((stale, "no longer rendered from the stack"))
+    for found in on_disk(root, root / INVENTORIES / stack.name):
+        why = _unrendered(found, paths, root)
+        if why and found.path not in paths:
+            out.append((found.path, why))
+    for rel in PLAYBOOK_VARS:
+        for found in on_disk(root, root / rel):
+            out.append((found.path, "nothing renders variables beside the playbook, and Ansible would load them"))
     return out
 
 
@@ -270,8 +349,21 @@ def out_of_date(stack: Stack, root: Path) -> str | None:
     stale = drift(stack, root)
     if not stale:
         return None
-    names = ", ".join(str(p.relative_to(root)) for p, _ in stale)
-    return f"the inventory of {stack.name} is out of date ({names}): run `aifactory inventory {stack.name}`"
+    (first, why), more = stale[0], len(stale) - 1
+    return (
+        f"the inventory of {stack.name} is not what its stack renders: {first.relative_to(root)}: {why}"
+        + (f" (and {more} more)" if more else "")
+        + f"; `aifactory inventory --check {stack.name}` lists all, `aifactory inventory {stack.name}` renders it"
+    )
+
+
+def check_current(stack: Stack, root: Path, option: str = "SITE") -> None:
+    """Refuse to hand Ansible an inventory the stack did not render (bootstrap, verify, rollout call this first)."""
+    from .errors import Problem
+
+    stale = out_of_date(stack, root)
+    if stale:
+        raise ConfigError([Problem(option, "", stale)])
 
 
 def hosts_matching(

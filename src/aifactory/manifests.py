@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, Problem
-from .fsutil import write_atomic
+from .fsutil import refuse_irregular, write_atomic
 from .plan import Plan
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -56,10 +56,23 @@ def helm_releases(plan: Plan) -> list[HelmRelease]:
     ]
 
 
+def precheck(out: Path, sites: list[str]) -> None:
+    """Before any site is planned: DIR can hold the files, and none of them is a symlink or a folder.
+
+    `plan --all --manifests DIR` plans the sites in parallel processes, each writing its own files:
+    a refusal found by one of them would leave the others' files written.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError([Problem("--manifests", "", f"{out} exists and is not a directory (nothing written)")])
+    if out.is_dir():
+        refuse_irregular(
+            [p for site in sites for p in [out / f"{site}.yaml", *out.glob(f"{site}.*.values.yaml")]], "--manifests"
+        )
+
+
 def write(plan: Plan, out: Path) -> list[Path]:
     """DIR/<site>.yaml (all objects, one document each) and DIR/<site>.<release>.values.yaml."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError([Problem("--manifests", "", f"{out} exists and is not a directory")])
+    precheck(out, [plan.site])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -68,8 +81,8 @@ def write(plan: Plan, out: Path) -> list[Path]:
     for rel in helm_releases(plan):
         head = f"# helm install {rel.name} {rel.chart} --version {rel.version} -n {rel.namespace} -f <this file>\n"
         files[out / f"{plan.site}.{rel.name}.values.yaml"] = head + yaml.safe_dump(rel.values, sort_keys=False)
+    refuse_irregular(list(files), "--manifests")
     for path, text in files.items():
-        if path.is_symlink() or (path.exists() and not path.is_file()):
-            raise ConfigError([Problem("--manifests", "", f"{path} is not a regular file; refusing to replace it")])
         write_atomic(path, text)
     return list(files)
+

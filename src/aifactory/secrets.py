@@ -86,9 +86,20 @@ def read_passphrase(env: dict[str, str] | None = None) -> str:
     raise SecretsError("set PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE")
 
 
+# A passphrase is a line of text; a file far larger is the wrong file (or /dev/zero).
+PASSPHRASE_MAX = 64 << 10
+
+
 def read_passphrase_file(path: Path) -> str:
+    from .errors import ConfigError
+    from .fsutil import read_user_file
+
     try:
-        return path.read_bytes().decode("utf-8").strip()
+        data = read_user_file(path, PASSPHRASE_MAX, f"PULUMI_CONFIG_PASSPHRASE_FILE ({path})")
+    except ConfigError as exc:
+        raise SecretsError(f"{exc.problems[0].file}: {exc.problems[0].message}") from None
+    try:
+        return data.decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise SecretsError(f"the passphrase file is not UTF-8 text (byte {exc.start})") from None
 

@@ -83,15 +83,21 @@ class Stack:
 
 
 def project_root(start: Path | None = None) -> Path:
-    """The checkout holding Pulumi.yaml: $AIFACTORY_ROOT, else upwards from cwd, else this package's repo."""
+    """The checkout holding Pulumi.yaml: $AIFACTORY_ROOT, else upwards from cwd, else this package's repo.
+
+    Whichever it is must be a project with stacks (environment.project): a root pointing nowhere
+    is an error, never a project of zero sites that validates.
+    """
+    from .environment import project
+
     env = os.environ.get("AIFACTORY_ROOT")
     if env:
-        return Path(env).resolve()
+        return project(Path(env), "AIFACTORY_ROOT")
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
         if (candidate / "Pulumi.yaml").is_file() and (candidate / "stacks").is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[2]
+            return project(candidate, "the project found from the current directory")
+    return project(Path(__file__).resolve().parents[2], "this package's checkout (set AIFACTORY_ROOT or --root)")
 
 
 def stacks_dir(root: Path) -> Path:
@@ -248,14 +254,11 @@ for _loader in {_PyStackLoader, _StackLoader}:
 
 
 def read_yaml(path: Path, shown_path: str, positions: Positions | None = None) -> Any:
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ConfigError([Problem(shown_path, "", f"larger than {MAX_BYTES // 2**20} MiB")])
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError([Problem(shown_path, "", "no such stack file")]) from None
-    except OSError as exc:
-        raise ConfigError([Problem(shown_path, "", f"cannot read: {exc.strerror}")]) from None
+    from .fsutil import read_user_file
+
+    if not path.exists():
+        raise ConfigError([Problem(shown_path, "", "no such stack file")])
+    data = read_user_file(path, MAX_BYTES, shown_path)  # a regular file only (not a FIFO or /dev/zero), bounded
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -294,7 +297,7 @@ def load_stack(root: Path, name: str) -> Stack:
         raise ConfigError([Problem(where, "", f"the stack name: {problem}")])
     path = stack_path(root, name)
     shown_path = display(path, root)
-    if not path.is_file():
+    if not path.is_file() and not path.exists():
         known = ", ".join(n for n in list_stacks(root) if not site_name_problem(n)) or "none"
         raise ConfigError([Problem(shown_path, "", f"no stack '{name}' (stacks here: {known})")])
     positions = Positions()

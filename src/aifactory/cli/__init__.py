@@ -52,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     findings.begin_command()
     try:
+        from ..environment import check
+
+        check()
         return args.func(args)
     except ConfigError as exc:
         for line in findings.fold(exc.problems):

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
 
 
 def evidence_dir(root: Path, site: str) -> Path:
-    out = root / "runs" / site / (time.strftime("%Y%m%dT%H%M%S") + EVIDENCE_SUFFIX)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    from ..fsutil import make_dirs
+
+    return make_dirs(root, root / "runs" / site / (time.strftime("%Y%m%dT%H%M%S") + EVIDENCE_SUFFIX))
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -79,7 +79,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
             return 1
         step("evidence: record the run, push it, prove it")
         files = _records(root, stack, first, records, report.live)
-        proven = netns.inside(run.netns, lambda: _push_and_prove(stack, client, files))
+        proven = netns.inside(run.netns, lambda: _push_and_prove(stack, client, root, files))
         if any(r.failed for r in results) or not report.clean or not proven:
             return 1
     finally:
@@ -101,18 +101,19 @@ def _records(root: Path, stack: Stack, first: RunResult, records: Path, live: di
     """The run's records beside verify's: the audit report (with the live store) and the bootstrap summary."""
     from ..audit import write_report
     from ..bootstrap import summary
+    from ..fsutil import write_atomic
 
-    (records / "bootstrap-summary.txt").write_text(summary(first) + "\n")
+    write_atomic(records / "bootstrap-summary.txt", summary(first) + "\n", root=root)
     write_report(root, stack, records, date.today(), None, live=live)
-    files = sorted(p for p in records.iterdir() if p.is_file())
+    files = sorted(records.iterdir())  # all of them: evidence.stage refuses any that is not a regular file
     print(f"{len(files)} record(s) written to {records.relative_to(root)}")
     return files
 
 
-def _push_and_prove(stack: Stack, client: Any, files: list[Path]) -> bool:
+def _push_and_prove(stack: Stack, client: Any, root: Path, files: list[Path]) -> bool:
     from ..storage import evidence
 
-    evidence.push(stack, client, files)
+    evidence.push(stack, client, root, files)
     return prove_evidence(stack, client, quiet=True)
 
 

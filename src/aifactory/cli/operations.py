@@ -95,8 +95,24 @@ def verify(
     return results
 
 
+def check_report_path(path: Path | None, option: str) -> None:
+    """A report's path, checked before the run it reports on: a folder there, or a file where its folder
+    should be, is refused now, not after an hour of checks."""
+    from ..errors import ConfigError, Problem
+
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError([Problem(option, "", f"{path} is a directory; name the file to write")])
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError([Problem(option, "", f"{parent} is not a directory")])
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     root = root_of(args)
+    check_report_path(args.junit, "--junit")
+    check_report_path(args.json, "--json")
     (stack,) = gated(root, [args.site])
     results = verify(
         stack,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from ..stackfile import Stack
 
 
-def _pusher(stack: Stack, say: Callable[[str], None]) -> Callable[[list[Path]], list[str]] | None:
+def _pusher(stack: Stack, root: Path, say: Callable[[str], None]) -> Callable[[list[Path]], list[str]] | None:
     """Pushes records to the site's evidence store; a store that cannot be reached warns, never stops a batch."""
     from ..errors import ConfigError, OperationError
     from ..storage import evidence
@@ -26,8 +26,8 @@ def _pusher(stack: Stack, say: Callable[[str], None]) -> Callable[[list[Path]], 
 
     def push(files: list[Path]) -> list[str]:
         try:
-            client = storage_site.connect(stack, storage_site.credentials(stack), attempts=2, timeout=5)
-            recs = evidence.push(stack, client, files, say=lambda _m: None)
+            client = storage_site.connect(stack, storage_site.credentials(stack), attempts=2)
+            recs = evidence.push(stack, client, root, files, say=lambda _m: None)
         except (ConfigError, OperationError) as exc:
             say(
                 f"WARNING: not pushed to the evidence store ({' '.join(str(exc).split())[:300]}); "
@@ -59,13 +59,18 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     (stack,) = gated(root, [args.site])
     if args.status:
         last = record.latest(root, stack.name)
-        print(engine.status_text(root, last) if last else f"{stack.name} has had no rollout")
+        if last is None:
+            print(f"{stack.name} has had no rollout")
+            return 0
+        if last.status == record.RUNNING and not record.held(root, stack.name):
+            last.reason = "interrupted: no rollout holds the site's lock; `--resume` continues it"
+        print(engine.status_text(root, last))
         return 0
     target = engine.Target(
         stack,
         root,
         ssh_config=args.ssh_config,
-        push=None if args.dry_run or args.no_evidence else _pusher(stack, print),
+        push=None if args.dry_run or args.no_evidence else _pusher(stack, root, print),
     )
     with record.locked(root, stack.name):
         service = (

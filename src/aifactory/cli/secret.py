@@ -8,12 +8,17 @@ import sys
 from ..errors import ConfigError, Problem
 from .common import root_of, site_args
 
+VALUE_MAX = 1 << 20
+
 
 def _stdin_value() -> str:
     """All of standard input as one value: a trailing line break is dropped, a second line is refused."""
     stream = getattr(sys.stdin, "buffer", None)
     try:
-        text = stream.read(1 << 20).decode("utf-8") if stream is not None else sys.stdin.read(1 << 20)
+        raw = stream.read(VALUE_MAX + 1) if stream is not None else sys.stdin.read(VALUE_MAX + 1).encode()
+        if len(raw) > VALUE_MAX:  # never cut a value short silently
+            raise ConfigError([Problem("<stdin>", "", "larger than 1 MiB: nothing was encrypted")])
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem("<stdin>", "", f"not UTF-8 text (byte {exc.start})")]) from None
     text = text.removesuffix("\n").removesuffix("\r")

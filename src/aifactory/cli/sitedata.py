@@ -104,6 +104,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     names = list_stacks(root) if args.all else [args.site]
     stacks = gated(root, names)  # every site passes the gate before any is planned
     manifests = str(args.manifests) if args.manifests else None
+    if manifests:
+        from ..manifests import precheck
+
+        precheck(Path(manifests), [s.name for s in stacks])
     jobs = [(str(root), s.name, args.json, args.inputs, manifests) for s in stacks]
     if len(jobs) == 1:
         results = [_plan_one(*jobs[0])]

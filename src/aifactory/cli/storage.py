@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,27 @@ def cmd_storage_check(args: argparse.Namespace) -> int:
     return 0 if check_store(stack, client, args.json).clean else 1
 
 
+# An evidence folder as `aifactory lab` names it: runs/<site>/<stamp>-evidence.
+EVIDENCE_DIR = re.compile(r"[0-9]{8}T[0-9]{6}" + re.escape(EVIDENCE_SUFFIX), re.ASCII)
+
+
 def latest_evidence(root: Path, site: str) -> list[Path]:
-    runs = sorted((root / "runs" / site).glob(f"*{EVIDENCE_SUFFIX}"))
-    return sorted(p for p in runs[-1].iterdir() if p.is_file()) if runs else []
+    """Every entry of the newest evidence folder (evidence.stage refuses any that is not a regular file)."""
+    from ..fsutil import entries, is_dir
+
+    found = [(n, st) for n, st in entries(root, ("runs", site)) if EVIDENCE_DIR.fullmatch(n)]
+    for n, st in found:
+        if not is_dir(st):
+            from ..errors import ConfigError, Problem
+
+            raise ConfigError(
+                [Problem(str(root / "runs" / site / n), "", "not a folder (a symbolic link?): never followed")]
+            )
+    runs = sorted(n for n, _st in found)
+    if not runs:
+        return []
+    newest = root / "runs" / site / runs[-1]
+    return [newest / n for n, _st in entries(root, ("runs", site, runs[-1]))]
 
 
 def cmd_evidence_push(args: argparse.Namespace) -> int:
@@ -93,7 +112,7 @@ def cmd_evidence_push(args: argparse.Namespace) -> int:
         raise ConfigError(
             [Problem("FILES", "", f"none given, and runs/{stack.site.code}/ holds no *{EVIDENCE_SUFFIX} directory")]
         )
-    recs = evidence.push(stack, client, files)
+    recs = evidence.push(stack, client, root, files)
     print(f"{len(recs)} record(s) in the evidence store of {stack.site.code}")
     return 0
 

@@ -15,12 +15,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..model import Site
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"  # set by the kubelet on the API copy of a static pod
 RETRY_SECONDS = 5.0
+# (connect, read) seconds for every API request: a request answers in well under a second on a
+# healthy API server; these only bound one that accepts connections and never answers.
+API_TIMEOUT = (5.0, 15.0)
+API_RETRIES = 1  # urllib3's own retries of a request that timed out: a silent server costs 2 x 15 s a call
 
 
 class DrainError(Exception):
@@ -88,28 +93,53 @@ class Cluster:
         """The kubeconfig is $KUBECONFIG or ~/.kube/config, as kubectl reads it, unless ``config_file``."""
         import os
 
-        import yaml
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
+        from . import kubeconfig
+
         path = config_file or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        if os.pathsep in path:  # kubectl merges a list; a rollout reads one file, the one it names
+            from ..errors import ConfigError, Problem
+
+            raise ConfigError([Problem("KUBECONFIG", "", "names several files; name the one with the site's context")])
+        checked = kubeconfig.load(Path(path), context)
         try:
-            api = config.new_client_from_config(config_file=path, context=context)
-        except (ConfigException, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+            cfg = client.Configuration()
+            config.load_kube_config_from_dict(checked, context=context, client_configuration=cfg)
+            cfg.retries = API_RETRIES  # read when the connection pool is made: before the ApiClient
+            api = client.ApiClient(cfg)
+        except (ConfigException, OSError, ValueError, KeyError, TypeError) as exc:
             from ..errors import OperationError
 
             raise OperationError(f"kubeconfig context {context!r} (kubernetes.context): {exc}") from None
         return cls(client.CoreV1Api(api), timeout, say)
 
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API request, bounded: connect and read timeouts on every call (API_TIMEOUT), so an API server
+        that accepts and never answers fails this node's step within that bound instead of stalling."""
+        from urllib3.exceptions import MaxRetryError
+        from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+        try:
+            return fn(*args, _request_timeout=API_TIMEOUT, **kwargs)
+        except (Urllib3Timeout, MaxRetryError) as exc:
+            if isinstance(exc, MaxRetryError) and not isinstance(exc.reason, Urllib3Timeout):
+                raise
+            raise DrainError(
+                f"Kubernetes API: no answer within {API_TIMEOUT[0]:.0f} s to connect or {API_TIMEOUT[1]:.0f} s "
+                f"to respond, {API_RETRIES + 1} tries ({what})"
+            ) from None
+
     def take_out(self, node: str) -> str:
         errors = _api_errors()
         try:
-            spec = self.core.read_node(node).spec
+            spec = self._call(f"read Node {node}", self.core.read_node, node).spec
             if spec is not None and spec.unschedulable:
                 if node not in self.cordoned_by_rollout:
                     self.cordoned_by_operator.add(node)
             else:
-                self.core.patch_node(node, {"spec": {"unschedulable": True}})
+                self._call(f"cordon {node}", self.core.patch_node, node, {"spec": {"unschedulable": True}})
                 self.cordoned_by_rollout.add(node)
             evicted = self._drain(node)
         except errors as exc:
@@ -122,14 +152,16 @@ class Cluster:
             return "left cordoned: an operator had cordoned it before the rollout"
         errors = _api_errors()
         try:
-            self.core.patch_node(node, {"spec": {"unschedulable": False}})
+            self._call(f"uncordon {node}", self.core.patch_node, node, {"spec": {"unschedulable": False}})
         except errors as exc:
             raise DrainError(f"uncordon: {_api_error(exc)}") from None
         self.cordoned_by_rollout.discard(node)
         return "uncordoned"
 
     def _evictable(self, node: str) -> list[Any]:
-        pods = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        pods = self._call(
+            f"list the pods of {node}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}"
+        ).items
         out = []
         for pod in pods:
             owners = pod.metadata.owner_references or []
@@ -159,7 +191,7 @@ class Cluster:
                     continue  # asked already: waiting for it to go
                 body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=ns))
                 try:
-                    self.core.create_namespaced_pod_eviction(name, ns, body)
+                    self._call(f"evict {ns}/{name}", self.core.create_namespaced_pod_eviction, name, ns, body)
                     evicted.add((ns, name))
                 except ApiException as exc:
                     if exc.status == 404:

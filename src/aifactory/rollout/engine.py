@@ -52,22 +52,19 @@ class Target:
         return self.stack.name
 
 
-def declared(stack: Stack, root: Path) -> dict[str, str]:
+def declared(stack: Stack, root: Path) -> record.Declared:
     """What the rollout converges to: the stack's GPU stack, and a digest of all the roles receive."""
     g = stack.site.gpu_stack
     digest = hashlib.sha256()
     for r in inventory.render(stack, root):
         digest.update(str(r.path.relative_to(root)).encode() + b"\0" + r.text.encode() + b"\0")
-    return {
-        "driver": g.driver,
-        "cuda": f"{g.cuda} ({g.cuda_components})",
-        "nccl": g.nccl,
-        "inventory_sha256": digest.hexdigest(),
-    }
+    return record.Declared(
+        driver=g.driver, cuda=f"{g.cuda} ({g.cuda_components})", nccl=g.nccl, inventory_sha256=digest.hexdigest()
+    )
 
 
-def _declared_line(d: dict[str, str]) -> str:
-    return f"driver {d['driver']}, CUDA {d['cuda']}, NCCL {d['nccl']}"
+def _declared_line(d: record.Declared) -> str:
+    return f"driver {d.driver}, CUDA {d.cuda}, NCCL {d.nccl}"
 
 
 def versions(t: Target, nodes: list[NodeView]) -> dict[str, dict[str, str]]:
@@ -126,7 +123,7 @@ def hosts_text(hosts: list[str] | tuple[str, ...], shown: int = 8) -> str:
 
 
 def print_plan(
-    t: Target, d: dict[str, str], found: Discovery, batches: list[Batch], opts: Options, *, service: str
+    t: Target, d: record.Declared, found: Discovery, batches: list[Batch], opts: Options, *, service: str
 ) -> None:
     say = t.say
     n, total = len(found.differing), len(found.nodes)
@@ -153,7 +150,7 @@ def print_plan(
 
 
 def start(t: Target, opts: Options, service: Service, *, dry_run: bool = False, restart: bool = False) -> int:
-    prev = record.latest(t.root, t.site)
+    prev = record.latest(t.root, t.site, t.stack.site)
     if prev and prev.status in (record.STOPPED, record.RUNNING) and not dry_run:
         if not restart:
             raise ConfigError(
@@ -190,12 +187,9 @@ def start(t: Target, opts: Options, service: Service, *, dry_run: bool = False, 
         site=t.site,
         stack_file=display(t.stack.path, t.root),
         declared=d,
-        options={
-            "canary": opts.canary,
-            "batch": str(opts.batch),
-            "max_failures": opts.max_failures,
-            "limit": opts.limit,
-        },
+        options=record.Options(
+            canary=opts.canary, batch=str(opts.batch), max_failures=opts.max_failures, limit=opts.limit
+        ),
         plan=batches,
         differences=found.differences,
     )
@@ -205,7 +199,7 @@ def start(t: Target, opts: Options, service: Service, *, dry_run: bool = False, 
 
 
 def resume(t: Target, service: Service, max_failures: int | None) -> int:
-    prev = record.latest(t.root, t.site)
+    prev = record.latest(t.root, t.site, t.stack.site)
     if prev is None:
         raise ConfigError([Problem("--resume", "", f"{t.site} has no rollout to resume (runs/{t.site}/rollouts/)")])
     if prev.status in (record.COMPLETED, record.ABANDONED):
@@ -213,7 +207,8 @@ def resume(t: Target, service: Service, max_failures: int | None) -> int:
         return 0
     d = declared(t.stack, t.root)
     if d != prev.declared:
-        changed = [k for k in d if d[k] != prev.declared.get(k)]
+        old = prev.declared.model_dump()
+        changed = [k for k, v in d.model_dump().items() if v != old[k]]
         raise ConfigError(
             [
                 Problem(
@@ -225,7 +220,7 @@ def resume(t: Target, service: Service, max_failures: int | None) -> int:
             ]
         )
     if max_failures is not None:
-        prev.options["max_failures"] = max_failures
+        prev.options.max_failures = max_failures
     left = prev.plan[prev.next_batch :]
     t.say(
         f"resuming rollout {prev.id} of {t.site} ({prev.reason or 'interrupted'}): "
@@ -245,7 +240,7 @@ def _verify_text(r: runner.NodeResult) -> str:
 
 def run_batch(t: Target, rollout: Rollout, planned: Batch, service: Service) -> BatchRecord:
     nodes = list(planned.nodes)
-    batch = BatchRecord(planned.index, planned.kind, nodes, started=record.now())
+    batch = BatchRecord(index=planned.index, kind=planned.kind, nodes=nodes, started=record.now())
     views = {n.hostname: n for n in t.stack.site.nodes}
     t.say(f"\n== {batch.name}: {hosts_text(nodes)}")
     before = versions(t, [views[h] for h in nodes])
@@ -303,7 +298,7 @@ def run_batch(t: Target, rollout: Rollout, planned: Batch, service: Service) -> 
                     o.back_in_service, o.failed = f"FAILED: {exc}", True
     _keep_cordons(t, rollout, service)
     batch.failures = [h for h in nodes if batch.outcomes[h].failed]
-    batch.passed = len(batch.failures) <= int(rollout.options["max_failures"])
+    batch.passed = len(batch.failures) <= rollout.options.max_failures
     batch.ended = record.now()
     return batch
 
@@ -331,7 +326,7 @@ def execute(t: Target, rollout: Rollout, service: Service) -> int:
             rollout.status, rollout.ended = record.STOPPED, record.now()
             rollout.reason = (
                 f"{batch.name}: {len(batch.failures)} failure(s), more than --max-failures "
-                f"{rollout.options['max_failures']} ({hosts_text(batch.failures)})"
+                f"{rollout.options.max_failures} ({hosts_text(batch.failures)})"
             )
             files.append(record.save(t.root, rollout))
             _push(t, rollout, files)
@@ -397,8 +392,8 @@ def status_text(root: Path, rollout: Rollout) -> str:
         + (f" ({rollout.reason})" if rollout.reason else ""),
         f"  declared: {_declared_line(rollout.declared)}",
         f"  started {rollout.started}" + (f", ended {rollout.ended}" if rollout.ended else ""),
-        f"  options: canary {rollout.options['canary']} per pool, batches of {rollout.options['batch']}, "
-        f"max failures {rollout.options['max_failures']}",
+        f"  options: canary {rollout.options.canary} per pool, batches of {rollout.options.batch}, "
+        f"max failures {rollout.options.max_failures}",
     ]
     tried = rollout.last_tries()
     for planned in rollout.plan:

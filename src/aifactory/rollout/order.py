@@ -6,11 +6,14 @@ import argparse
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 if TYPE_CHECKING:
     from ..model import NodeView
 
+_HOST = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 _BATCH = re.compile(r"(?P<n>[1-9][0-9]{0,5})(?P<pct>%?)", re.ASCII)
 
 
@@ -44,11 +47,14 @@ def batch_name(kind: str, index: int) -> str:
     return "canary" if kind == "canary" else f"batch {index}"
 
 
-@dataclass(frozen=True)
-class Batch:
-    index: int  # 0 is the canary, when there is one
-    kind: str  # "canary" or "batch"
-    nodes: tuple[str, ...]
+class Batch(BaseModel):
+    """One planned batch; also a field of the rollout record, so it is a strict schema of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index: Annotated[int, Field(ge=0, le=1_000_000)]  # 0 is the canary, when there is one
+    kind: Literal["canary", "batch"]
+    nodes: Annotated[tuple[Annotated[str, StringConstraints(pattern=_HOST)], ...], Field(min_length=1)]
 
     @property
     def name(self) -> str:
@@ -71,7 +77,7 @@ def order(nodes: list[NodeView], canary_per_pool: int, size: BatchSize) -> list[
     chosen = set(canary)
     rest = [n.hostname for n in nodes if n.hostname not in chosen]
     step = size.nodes(len(nodes))
-    batches = [Batch(0, "canary", tuple(canary))] if canary else []
+    batches = [Batch(index=0, kind="canary", nodes=tuple(canary))] if canary else []
     for i in range(0, len(rest), step):
-        batches.append(Batch(len(batches) + (0 if canary else 1), "batch", tuple(rest[i : i + step])))
+        batches.append(Batch(index=len(batches) + (0 if canary else 1), kind="batch", nodes=tuple(rest[i : i + step])))
     return batches

@@ -8,6 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from ..fsutil import directory, write_atomic
 from ..model import Site
 from .proc import must, run, spawn
 from .run import HostState, Run
@@ -36,26 +37,29 @@ def prepare(run_: Run, site: Site, rootfs: Path, *, name: str, ip: str, prefix: 
             ],
             f"mounting {name}'s overlay",
         )
+    # The merged tree is the host's own file system: once it has booted, anything in it may be a
+    # symlink that the host's root planted (an absolute one resolves against this machine's /).
+    # Every file is written below `merged` without following one (fsutil.write_atomic with a root).
     etc = merged / "etc"
-    (etc / "hostname").write_text(name + "\n")
-    (etc / "machine-id").write_text(uuid.uuid5(uuid.NAMESPACE_DNS, f"{run_.id}.{site.code}.{name}").hex + "\n")
+
+    def put(path: Path, text: str, mode: int = 0o644) -> None:
+        write_atomic(path, text, mode, root=merged)
+
+    put(etc / "hostname", name + "\n")
+    put(etc / "machine-id", uuid.uuid5(uuid.NAMESPACE_DNS, f"{run_.id}.{site.code}.{name}").hex + "\n")
     peers = "".join(f"{n.management_ip} {n.fqdn} {n.hostname}\n" for n in site.nodes)
-    (etc / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {name}\n{peers}")
-    (etc / "resolv.conf").write_text("# test host: no resolver; mirrors are addressed by IP\n")
+    put(etc / "hosts", f"127.0.0.1 localhost\n127.0.1.1 {name}\n{peers}")
+    put(etc / "resolv.conf", "# test host: no resolver; mirrors are addressed by IP\n")
     # A throwaway host need not survive a power cut mid-install: dpkg skips its fsync per file
     # (dpkg --force-unsafe-io, dpkg(1)). Set here, in the harness's overlay, never by the roles.
-    dpkg_cfg = etc / "dpkg" / "dpkg.cfg.d"
-    dpkg_cfg.mkdir(parents=True, exist_ok=True)
-    (dpkg_cfg / "aifactory-test-host-unsafe-io").write_text("force-unsafe-io\n")
-    net = etc / "systemd" / "network"
-    net.mkdir(parents=True, exist_ok=True)
-    (net / "10-host0.network").write_text(
-        f"[Match]\nName=host0\n\n[Network]\nAddress={ip}/{prefix}\nLinkLocalAddressing=no\n"
+    put(etc / "dpkg" / "dpkg.cfg.d" / "aifactory-test-host-unsafe-io", "force-unsafe-io\n")
+    put(
+        etc / "systemd" / "network" / "10-host0.network",
+        f"[Match]\nName=host0\n\n[Network]\nAddress={ip}/{prefix}\nLinkLocalAddressing=no\n",
     )
-    ssh = merged / "root" / ".ssh"
-    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (ssh / "authorized_keys").write_text(pubkey)
-    os.chmod(ssh / "authorized_keys", 0o600)
+    with directory(merged, ("root", ".ssh"), create=True) as fd:
+        os.fchmod(fd, 0o700)
+    put(merged / "root" / ".ssh" / "authorized_keys", pubkey, 0o600)
     if not list((etc / "ssh").glob("ssh_host_*_key")):
         must(["ssh-keygen", "-A", "-f", str(merged)], f"making {name}'s host keys")
     return merged
@@ -91,7 +95,7 @@ def write_ssh_config(run_: Run, hosts: list[HostState]) -> None:
         f"  ControlMaster auto\n  ControlPath {run_.dir}/cm-%C\n  ControlPersist 300s\n"
         for h in hosts
     ]
-    run_.ssh_config.write_text("\n".join(blocks))
+    write_atomic(run_.ssh_config, "\n".join(blocks), root=run_.dir.parent)
 
 
 def ssh_ready(run_: Run, host: str) -> bool:

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import OperationError
+from ..errors import ConfigError, OperationError
 from ..stackfile import Stack, display
 from . import hosts, netns, rgw, services
-from .proc import Say, alive, all_pids, cmdline, must, port_open, run, say_stdout, stop, wait
+from .proc import Say, alive, all_pids, cmdline, must, owned, port_open, run, say_stdout, stop, wait
 from .rootfs import ensure_rootfs
 from .run import HostState, Run, State, load_state, other_runs, save_state
 
@@ -69,7 +69,9 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     site = stack.site
     a = services.addresses(site, display(stack.path, root))
     run_.dir.mkdir(parents=True, exist_ok=True)
-    state = load_state(run_) or State(run_.id, site.code, str(root), a.gateway, a.prefix)
+    state = load_state(run_) or State(
+        run=run_.id, site=site.code, checkout=str(root), gateway=a.gateway, prefix=a.prefix
+    )
     state.gateway, state.prefix = a.gateway, a.prefix
     t0 = time.monotonic()
     say(f"run {run_.id}: namespace {run_.netns}, bridge {run_.bridge}, state {run_.dir}")
@@ -85,14 +87,14 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     rootfs = netns.inside(run_.netns, lambda: ensure_rootfs(site, say))
     state.rootfs = str(rootfs)
     pubkey = hosts.make_key(run_)
-    running = sum(len(s.hosts) for r in other_runs(run_) if (s := load_state(Run(r, run_.site))))
+    running = sum(len(s.hosts) for r in other_runs(run_) if (s := _state_or_none(Run(r, run_.site))))
     make_room_for(len(site.nodes) + running, say)
     known = {h.name: h for h in state.hosts}
     all_hosts: list[HostState] = []
     started: list[HostState] = []
     t_hosts = time.monotonic()
     for node in site.nodes:
-        h = known.get(node.hostname) or HostState(node.hostname, str(node.management_ip))
+        h = known.get(node.hostname) or HostState(name=node.hostname, ip=str(node.management_ip))
         h.ip = str(node.management_ip)
         if not alive(h.pid):
             merged = hosts.prepare(run_, site, rootfs, name=h.name, ip=h.ip, prefix=a.prefix, pubkey=pubkey)
@@ -119,6 +121,14 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     say(f"  aifactory bootstrap {site.code} --ssh-config {run_.ssh_config}")
     say(f"  ip netns exec {run_.netns} aifactory storage check {site.code}   (the store is inside the run's network)")
     return state
+
+
+def _state_or_none(run_: Run) -> State | None:
+    """Another run's state, for counting its hosts only: one that is not whole counts as none."""
+    try:
+        return load_state(run_)
+    except ConfigError:
+        return None
 
 
 # -- teardown and status -------------------------------------------------------------------
@@ -171,15 +181,19 @@ def _live_runs(run_: Run) -> list[str]:
 def down(run_: Run, say: Say = say_stdout) -> list[str]:
     """Stop and remove everything of this run, found from its state and, after a crash, by looking."""
     preflight()
-    state = load_state(run_)
     removed: list[str] = []
+    try:
+        state = load_state(run_)
+    except ConfigError as exc:  # down must still clean up: everything is also found by looking
+        say(f"warning: {exc.problems[0]}; ignoring it and finding the run's processes by looking")
+        state = None
     if run_.ssh_config.is_file() and state:
         for h in state.hosts:
             run(["ssh", "-F", str(run_.ssh_config), "-O", "exit", h.name])
     in_ns = netns.pids(run_.netns)
     nspawn = [p for p in in_ns if b"systemd-nspawn" in cmdline(p)]
     if state:
-        nspawn += [h.pid for h in state.hosts if alive(h.pid) and h.pid not in nspawn]
+        nspawn += [h.pid for h in state.hosts if owned(h.pid, run_.dir) and h.pid not in nspawn]
     if nspawn:
         stop(nspawn, grace=30)
         removed.append(f"{len(nspawn)} host(s) powered off")
@@ -190,7 +204,8 @@ def down(run_: Run, say: Say = say_stdout) -> list[str]:
     if rgw.stop(run_.rgw_dir):
         removed.append("object store (Ceph RGW) stopped")
     rest = sorted(
-        {*netns.pids(run_.netns), *_helpers(run_)} | ({state.relay_pid} if state and alive(state.relay_pid) else set())
+        {*netns.pids(run_.netns), *_helpers(run_)}
+        | ({state.relay_pid} if state and owned(state.relay_pid, run_.netns) else set())
     )
     if rest:
         stop(rest, grace=5)

@@ -101,5 +101,12 @@ def cmdline(pid: int) -> bytes:
         return b""
 
 
+def owned(pid: int, marker: str | Path) -> bool:
+    """Whether ``pid`` is a live process of ours: its command line names ``marker`` (a run's folder, a
+    conf path). A pid read back from a state file is never signalled on the file's word alone: a
+    corrupted or planted file could name init, or the shell of whoever runs `down`."""
+    return pid > 1 and alive(pid) and str(marker).encode() in cmdline(pid)
+
+
 def all_pids() -> list[int]:
     return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and int(p.name) != os.getpid()]

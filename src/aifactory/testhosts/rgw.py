@@ -21,11 +21,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
-from ..errors import OperationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from ..errors import ConfigError, OperationError
+from ..fsutil import read_user_file
 
 # The harness's process helpers: spawned in a session of their own, found again by pid.
 from .proc import alive as _alive
+from .proc import owned
 from .proc import port_open as _port_open
 from .proc import spawn as _spawn
 from .proc import stop as _stop
@@ -237,31 +242,48 @@ def add_user(directory: Path, user: User) -> None:
             raise
 
 
+class _GatewayState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pids: dict[Literal["mon", "osd", "rgw"], Annotated[int, Field(ge=2, le=4_194_304)]]
+    address: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")]
+    port: Annotated[int, Field(ge=1, le=65_535)]
+    region: Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+
+
 def _save(directory: Path, pids: dict[str, int], address: str, port: int, region: str) -> None:
     state = {"pids": pids, "address": address, "port": port, "region": region}
     (directory / _STATE).write_text(json.dumps(state))
 
 
+def _state(directory: Path) -> _GatewayState | None:
+    """The recorded gateway, or None: absent, not whole, or naming processes that are not this cluster's."""
+    try:
+        data = read_user_file(directory / _STATE, 4096, str(directory / _STATE))
+        st = _GatewayState.model_validate_json(data, strict=True)
+    except (ConfigError, ValidationError):
+        return None
+    return st
+
+
+def _ours(directory: Path, pids: dict[str, int]) -> list[int]:
+    # Each of the cluster's daemons runs with -c DIR/ceph.conf: a recorded pid is ours only if it says so.
+    return [p for p in pids.values() if owned(p, directory / "ceph.conf")]
+
+
 def load(directory: Path) -> Gateway | None:
     """The gateway recorded in ``directory`` if all its processes still run."""
-    try:
-        state = json.loads((directory / _STATE).read_text())
-    except (OSError, ValueError):
+    st = _state(directory)
+    if st is None or set(st.pids) != {"mon", "osd", "rgw"} or len(_ours(directory, st.pids)) != 3:
         return None
-    pids = {str(k): int(v) for k, v in state["pids"].items()}
-    if set(pids) != {"mon", "osd", "rgw"} or not all(_alive(p) for p in pids.values()):
-        return None
-    return Gateway(directory, f"http://{state['address']}:{state['port']}", str(state["region"]), pids)
+    return Gateway(directory, f"http://{st.address}:{st.port}", st.region, dict(st.pids))
 
 
 def stop(directory: Path) -> bool:
-    """Stop the gateway recorded in ``directory``; whether one was running."""
-    try:
-        state = json.loads((directory / _STATE).read_text())
-        pids = [int(p) for p in state["pids"].values()]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    # A ceph-osd takes seconds to exit; a new cluster in the same directory before then hangs.
-    _stop(pids, grace=20)
+    """Stop the gateway recorded in ``directory``; whether any of its processes was running."""
+    st = _state(directory)
     (directory / _STATE).unlink(missing_ok=True)
-    return True
+    running = _ours(directory, st.pids) if st else []
+    # A ceph-osd takes seconds to exit; a new cluster in the same directory before then hangs.
+    _stop(running, grace=20)
+    return bool(running)

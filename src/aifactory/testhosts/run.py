@@ -8,14 +8,17 @@ directory, so two runs never share a name, and `down` of one run touches nothing
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..errors import ConfigError, Problem
+from ..fsutil import read_model, write_atomic
 from ..stackfile import site_name_problem
 
 STATE_ROOT = Path(os.environ.get("AIFACTORY_STATE_DIR", "/var/lib/aifactory/testhosts"))
@@ -81,40 +84,48 @@ class Run:
         return self.dir / "rgw"
 
 
-@dataclass
-class HostState:
-    name: str
-    ip: str
-    pid: int = 0
+_Pid = Annotated[int, Field(ge=0, le=4_194_304)]  # the kernel's pid_max ceiling (PID_MAX_LIMIT)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPv4 = Annotated[str, StringConstraints(pattern=rf"^{_OCTET}(?:\.{_OCTET}){{3}}$")]
 
 
-@dataclass
-class State:
-    run: str
-    site: str
-    checkout: str
-    gateway: str
-    prefix: int
-    hosts: list[HostState] = field(default_factory=list)
-    relay_pid: int = 0
-    mirror_pid: int = 0
-    rootfs: str = ""
+class _State(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HostState(_State):
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")]
+    ip: _IPv4
+    pid: _Pid = 0
+
+
+class State(_State):
+    """What `up` recorded of a run, read back as untrusted input by `up`, `down` and `status`."""
+
+    run: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}$")]
+    site: Annotated[str, StringConstraints(pattern=r"^[a-z](?:[a-z0-9-]{0,10}[a-z0-9])?$")]
+    checkout: Annotated[str, StringConstraints(max_length=4096)]
+    gateway: _IPv4
+    prefix: Annotated[int, Field(ge=8, le=30)]
+    hosts: list[HostState] = Field(default_factory=list, max_length=4096)
+    relay_pid: _Pid = 0
+    mirror_pid: _Pid = 0
+    rootfs: Annotated[str, StringConstraints(max_length=4096)] = ""
 
 
 def load_state(run: Run) -> State | None:
+    """The run's state, or None when it has none; a state file that is not whole is one line (ConfigError)."""
     try:
-        raw = json.loads(run.state_file.read_text())
-        raw["hosts"] = [HostState(**h) for h in raw.get("hosts", [])]
-        return State(**raw)
-    except (OSError, ValueError, TypeError):
+        state = read_model(STATE_ROOT, run.state_file, State, 1 << 20)
+    except FileNotFoundError:
         return None
+    if state.run != run.id:
+        raise ConfigError([Problem(str(run.state_file), "run", f"{state.run!r} is not this run's id {run.id!r}")])
+    return state
 
 
 def save_state(run: Run, state: State) -> None:
-    run.dir.mkdir(parents=True, exist_ok=True)
-    tmp = run.state_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(state), indent=2))
-    tmp.replace(run.state_file)
+    write_atomic(run.state_file, state.model_dump_json(indent=2), root=STATE_ROOT)
 
 
 def other_runs(run: Run) -> list[str]:

@@ -21,13 +21,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..errors import ConfigError, OperationError, Problem
+from ..fsutil import read_model, write_atomic
 from ..model import Site
 from ..stackfile import SITE_KEY, Stack
 from . import netns, rgw
-from .proc import Say, alive, must, port_open, spawn, stop, wait
+from .proc import Say, alive, must, owned, port_open, spawn, stop, wait
 from .run import CACHE_ROOT, SHARED, STATE_ROOT, Run, State
 
 # Debian's archive, which the package proxy serves to the hosts.
@@ -92,12 +96,26 @@ def locked(name: str) -> Iterator[None]:
         yield
 
 
+class _ProxyState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pid: Annotated[int, Field(ge=0, le=4_194_304)]
+    port: Annotated[int, Field(ge=1, le=65_535)]
+
+
 def _proxy_state() -> dict[str, int]:
+    """The shared proxy's pid and port, when its state file is whole and names our apt-cacher-ng; else none.
+
+    The file is shared by every run on the machine: a corrupted one is treated as no proxy (a new
+    one starts), and its pid is never signalled unless that process is the proxy of PROXY_DIR.
+    """
     try:
-        raw = json.loads((PROXY_DIR / "state.json").read_text())
-        return {"pid": int(raw["pid"]), "port": int(raw["port"])}
-    except (OSError, ValueError, KeyError, TypeError):
+        st = read_model(STATE_ROOT, PROXY_DIR / "state.json", _ProxyState, 4096)
+    except (FileNotFoundError, ConfigError):
         return {"pid": 0, "port": 0}
+    if not owned(st.pid, PROXY_DIR):
+        return {"pid": 0, "port": 0}
+    return {"pid": st.pid, "port": st.port}
 
 
 def _proxy_port() -> int:
@@ -140,7 +158,7 @@ def shared_proxy(say: Say) -> int:
         except OperationError:
             stop([pid], grace=5)  # recorded nowhere yet: nothing else would find it
             raise
-        (PROXY_DIR / "state.json").write_text(json.dumps({"pid": pid, "port": port}))
+        write_atomic(PROXY_DIR / "state.json", json.dumps({"pid": pid, "port": port}), root=STATE_ROOT)
         say(f"package proxy: apt-cacher-ng on 127.0.0.1:{port}, shared by this machine's runs (cache {cache})")
         return port
 

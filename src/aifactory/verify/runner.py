@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..inventory import hosts_matching
+from ..inventory import check_current, hosts_matching
 from ..model import NodeView
 from ..stackfile import Stack
 from .expectations import expectations
@@ -41,10 +41,15 @@ class NodeResult:
 
 
 def select(stack: Stack, root: Path, limit: str | None) -> list[NodeView]:
-    """The nodes an Ansible host pattern selects (the meaning --limit has in bootstrap too)."""
+    """The nodes an Ansible host pattern selects (the meaning --limit has in bootstrap too).
+
+    The inventory must be exactly what the stack renders, limit or not: verify's expectations and
+    bootstrap's variables must come from the same files.
+    """
+    check_current(stack, root)
     if not limit:
         return list(stack.site.nodes)
-    chosen = set(hosts_matching(stack, root, limit))
+    chosen = set(hosts_matching(stack, root, limit, inventory_checked=True))
     return [n for n in stack.site.nodes if n.hostname in chosen]
 
 
@@ -190,8 +195,11 @@ def write_junit(results: list[NodeResult], site: str, path: Path) -> None:
         if r.error:
             case = ET.SubElement(suite, "testcase", classname=f"{site}.{r.node.hostname}", name="suite")
             ET.SubElement(case, "error", message=r.error)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suites).write(path, encoding="unicode", xml_declaration=True)
+    import io
+
+    text = io.StringIO()
+    ET.ElementTree(suites).write(text, encoding="unicode", xml_declaration=True)
+    write_out(path, text.getvalue(), "--junit")
 
 
 def write_json(results: list[NodeResult], site: str, path: Path) -> None:
@@ -206,5 +214,17 @@ def write_json(results: list[NodeResult], site: str, path: Path) -> None:
             for r in results
         },
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    write_out(path, json.dumps(doc, indent=2, sort_keys=True) + "\n", "--json")
+
+
+def write_out(path: Path, text: str, option: str) -> None:
+    """A report where the person asked for it: its folder made if need be, a symlink at the path replaced, never
+    written through (fsutil.write_atomic)."""
+    from ..errors import ConfigError, Problem
+    from ..fsutil import write_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError([Problem(option, "", f"cannot create {path.parent}: {exc.strerror}")]) from None
+    write_atomic(path, text)
