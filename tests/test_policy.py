@@ -287,9 +287,10 @@ def test_validate_exits_2_on_a_policy_error(workdir, cli):
     )
     code, out, _ = cli("validate", "eg", root=workdir)
     assert code == 2
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "charts: {url:" in text)
     assert (
-        "error   [residency.public-service] stacks/Pulumi.eg.yaml: aifactory:site.mirrors.charts.url: "
-        "helm.ngc.nvidia.com is a global" in out
+        "error: stacks/Pulumi.eg.yaml: aifactory:site.mirrors.charts.url: [residency.public-service] "
+        f"helm.ngc.nvidia.com is a global public service; use the in-country mirror (line {line})" in out
     )
     assert out.strip().endswith("eg: FAIL")
 

@@ -175,6 +175,13 @@ class Node(Strict):
     mac: MacAddress = Field(description="MAC address of the provisioning (PXE) interface")
 
 
+class ScalableUnit(Strict):
+    """A scalable unit: nodes behind one set of rail leaf switches (node label aifactory.io/scalable-unit)."""
+
+    name: DnsLabel = Field(description="The unit's name, unique in the site (the label's value), e.g. su1")
+    nodes: int = Field(ge=1, le=MAX_NODES_PER_POOL, description="How many of the pool's nodes it holds, in pool order")
+
+
 class NodePool(Strict):
     name: DnsLabel
     sku: SkuName
@@ -187,10 +194,38 @@ class NodePool(Strict):
         description="Host number of the pool's first node; a node has the same host number on every network",
     )
     nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES_PER_POOL)
+    scalable_units: list[ScalableUnit] = Field(
+        min_length=1,
+        max_length=MAX_NODES_PER_POOL,
+        description="The pool's nodes, in order, by the scalable unit they are cabled to: the first `nodes` of "
+        "them in the first unit, and so on; together they hold every node of the pool",
+    )
     mig_config: MigProfile | None = Field(
         default=None,
         description="MIG configuration of this pool's nodes (node label nvidia.com/mig.config); unset: MIG off",
     )
+
+    @model_validator(mode="after")
+    def _units_hold_every_node(self) -> NodePool:
+        held = sum(u.nodes for u in self.scalable_units)
+        if held != len(self.nodes):
+            more = len(self.nodes) - held
+            hint = (
+                f"nodes {held + 1}-{len(self.nodes)} are in no unit: add them to one, or add a unit of {more}"
+                if more > 0
+                else f"remove {-more} from the units, or add nodes"
+            )
+            raise FieldError(
+                ("scalable_units",), f"the units hold {held} nodes, the pool has {len(self.nodes)}: {hint}"
+            )
+        dupes = sorted(n for n, k in Counter(u.name for u in self.scalable_units).items() if k > 1)
+        if dupes:
+            raise FieldError(("scalable_units",), f"unit(s) {', '.join(dupes)} named twice in the pool")
+        return self
+
+    def unit_of(self) -> list[str]:
+        """Each node's scalable unit, in pool order."""
+        return [u.name for u in self.scalable_units for _ in range(u.nodes)]
 
     @property
     def count(self) -> int:
@@ -463,6 +498,7 @@ class Site(Strict):
     def nodes(self) -> list[NodeView]:
         views: list[NodeView] = []
         for pool in self.pools:
+            units = pool.unit_of()
             for i, hw in enumerate(pool.nodes):
                 host = pool.ip_offset + i
                 hostname = pool.hostname_of(self.code, i + 1)
@@ -478,6 +514,7 @@ class Site(Strict):
                         storage_ip=_nth(self.network.storage.cidr, host),
                         bmc_ip=hw.bmc,
                         mac=hw.mac,
+                        scalable_unit=units[i],
                     )
                 )
         return views
@@ -536,6 +573,7 @@ class NodeView(BaseModel):
     storage_ip: IPv4Address | None
     bmc_ip: IPv4Address
     mac: str
+    scalable_unit: str
 
 
 def _nth(net: IPv4Network, host: int) -> IPv4Address | None:

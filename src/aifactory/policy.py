@@ -9,7 +9,6 @@ A passing check yields an INFO result, so an audit can show what was checked, no
 from __future__ import annotations
 
 import enum
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -17,9 +16,9 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import catalog, grammar
+from . import catalog, findings, grammar
 from .catalog import Version, supply
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, natural
 from .grammar import shown
 from .model import Site, field_path, ipam_blocks
 from .secrets import read_passphrase_file, verifies
@@ -43,7 +42,8 @@ class Result:
     file: str = ""
 
     def line(self) -> str:
-        return f"{self.severity.value:7s} [{self.id}] {self.file or self.site}: {self.path}: {self.message}"
+        """The finding as every command prints it (findings.py adds the line and host, and folds repeats)."""
+        return f"{self.severity.value}: {self.file or self.site}: {self.path}: [{self.id}] {self.message}"
 
 
 # Hosts of global public services: a site configured to pull from or write to them sends
@@ -399,7 +399,17 @@ def site_networks(site: Site) -> list[tuple[str, IPv4Network]]:
     return nets
 
 
-def check_network(site: Site) -> Iterator[Result]:
+def smallest_fit(net: IPv4Network, fits: Callable[[IPv4Network], bool]) -> str:
+    """What a capacity error adds: the smallest network around ``net`` that would fit, e.g. 'a /21 (10.48.0.0/21)'."""
+    for prefix in range(net.prefixlen - 1, -1, -1):
+        wider = net.supernet(new_prefix=prefix)
+        if fits(wider):
+            return f"; the smallest that fits is a /{prefix} ({wider})"
+    return "; no IPv4 network is large enough"
+
+
+def check_network(site: Site, written: Callable[[str], object] | None = None) -> Iterator[Result]:
+    """The network plan; ``written`` gives a field's value as the file wrote it (echoed in messages)."""
     nets = site_networks(site)
     clean = True
     for i, (pa, a) in enumerate(nets):
@@ -422,7 +432,8 @@ def check_network(site: Site) -> Iterator[Result]:
                 Severity.ERROR,
                 site,
                 path,
-                f"{net} has {net.num_addresses - 2} host addresses; the pools need host number {top}",
+                f"{net} has {net.num_addresses - 2} host addresses; the pools need host number {top}"
+                + smallest_fit(net, lambda w: top < w.num_addresses - 1),
             )
         else:
             yield _r("net.capacity", Severity.INFO, site, path, f"host numbers up to {top} fit in {net}")
@@ -450,7 +461,8 @@ def check_network(site: Site) -> Iterator[Result]:
                 field_path("network", "fabric", "rails", i, "cidr"),
                 f"{rail.cidr} holds {blocks} blocks of {n.fabric.per_node_block} for {nodes} nodes: nv-ipam "
                 "starts at network+1 and no block may end on the broadcast address "
-                "(Mellanox/nvidia-k8s-ipam allocator)",
+                "(Mellanox/nvidia-k8s-ipam allocator)"
+                + smallest_fit(rail.cidr, lambda w: ipam_blocks(w, n.fabric.per_node_block) >= nodes),
             )
     pod_blocks = 2 ** max(0, 24 - n.pods.prefixlen)
     if pod_blocks < nodes:
@@ -459,7 +471,8 @@ def check_network(site: Site) -> Iterator[Result]:
             Severity.ERROR,
             site,
             field_path("network", "pods"),
-            f"{n.pods} holds {pod_blocks} node /24 blocks for {nodes} nodes",
+            f"{n.pods} holds {pod_blocks} node /24 blocks for {nodes} nodes"
+            + smallest_fit(n.pods, lambda w: 2 ** max(0, 24 - w.prefixlen) >= nodes),
         )
     for i, pool in enumerate(site.pools):
         if len(n.fabric.rails) != pool.spec.compute_nics:
@@ -526,7 +539,10 @@ def check_network(site: Site) -> Iterator[Result]:
                 )
             for key, seen, value in (("bmc", seen_bmc, str(node.bmc)), ("mac", seen_mac, node.mac)):
                 if value in seen:
-                    yield _r("net.unique", Severity.ERROR, site, f"{path}.{key}", f"{value} is also {seen[value]}")
+                    # Compared normalised (a MAC in any case), echoed as the file wrote it.
+                    said = written(f"{_P}.{path}.{key}") if written else None
+                    echoed = said if isinstance(said, str) else value
+                    yield _r("net.unique", Severity.ERROR, site, f"{path}.{key}", f"{echoed} is also {seen[value]}")
                 seen[value] = path
 
 
@@ -738,6 +754,25 @@ def check_secrets(stack: Stack) -> Iterator[Result]:
         yield Result("secrets.lab-passphrase", Severity.INFO, stack.name, "encryptionsalt", "not the lab passphrase")
 
 
+def check_scalable_units(site: Site) -> Iterator[Result]:
+    """No scalable unit in two pools: a unit is one rail leaf set, and its label is how workloads and drains find it."""
+    owner: dict[str, int] = {}
+    for i, pool in enumerate(site.pools):
+        for k, unit in enumerate(pool.scalable_units):
+            first = owner.setdefault(unit.name, i)
+            if first != i:
+                yield _r(
+                    "net.scalable-units",
+                    Severity.ERROR,
+                    site,
+                    field_path("pools", i, "scalable_units", k, "name"),
+                    f"{unit.name} is also a unit of pool {site.pools[first].name}: two pools' nodes would carry one "
+                    "aifactory.io/scalable-unit label; name the units uniquely in the site",
+                )
+    units = ", ".join(f"{p.name}: {'+'.join(u.name for u in p.scalable_units)}" for p in site.pools)
+    yield _r("net.scalable-units", Severity.INFO, site, field_path("pools"), f"units {units}")
+
+
 LAB_SITE = "lab"
 LAB_PASSPHRASE = "lab.passphrase"  # noqa: S105 - the name of the lab's public passphrase file
 
@@ -847,7 +882,14 @@ REGISTRY: dict[str, Policy] = {
                 "net.bmc",
                 "net.unique",
             ),
-            lambda s: check_network(s.stack.site),
+            lambda s: check_network(s.stack.site, s.stack.written),
+        ),
+        Policy(
+            "scalable-units",
+            "Each scalable unit belongs to one pool",
+            "site",
+            ("net.scalable-units",),
+            lambda s: check_scalable_units(s.stack.site),
         ),
         Policy(
             "net-sites",
@@ -986,20 +1028,24 @@ def evaluate_sites(
     for s in stacks:
         if s.name in only:
             results.extend(evaluate(s, as_of, stacks, checks))
-    return sorted(results, key=lambda r: (r.site, _ORDER[r.severity], r.id, r.path))
+    return sorted(results, key=lambda r: (r.site, _ORDER[r.severity], r.id, natural(r.path)))
 
 
 def gate(
     stacks: list[Stack], root: Path, as_of: date | None = None, warn: Callable[[str], None] | None = None
 ) -> list[Result]:
-    """The policy gate of every command that acts on a site: errors stop it (exit 2), warnings print and go on."""
+    """The policy gate of every command that acts on a site: errors stop it (exit 2), warnings print and go on.
+
+    Warnings are folded (one line for a finding many stacks or nodes share) and printed once per command.
+    """
     names = [s.name for s in stacks]
-    results = evaluate_sites([*stacks, *load_neighbours(root, names)], only=set(names), as_of=as_of)
-    say = warn or (lambda line: print(line, file=sys.stderr))
-    for r in results:
-        if r.severity is Severity.WARNING:
-            say(f"warning: {r.file}: {r.path}: [{r.id}] {r.message}")
-    errors = [r for r in results if r.severity is Severity.ERROR]
+    everyone = [*stacks, *load_neighbours(root, names)]
+    results = evaluate_sites(everyone, only=set(names), as_of=as_of)
+    found = findings.of_results(results, everyone)
+    say = warn or findings.warn
+    for line in findings.fold(p for severity, p in found if severity == Severity.WARNING.value):
+        say(f"warning: {line}")
+    errors = [p for severity, p in found if severity == Severity.ERROR.value]
     if errors:
-        raise ConfigError([Problem(r.file, r.path, f"[{r.id}] {r.message}") for r in errors])
+        raise ConfigError(errors)
     return results

@@ -47,16 +47,19 @@ def describe(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .. import findings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    findings.begin_command()
     try:
         from ..environment import check
 
         check()
         return args.func(args)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        for line in findings.fold(exc.problems):
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except OperationError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -32,6 +32,7 @@ def project_with(root: Path, where: Path, nodes: int, gpu_stack: dict[str, Any] 
         node["bmc"] = f"172.29.1.{11 + i}"
         node["mac"] = f"02:a1:f0:00:00:{11 + i:02x}"
         pool["nodes"].append(node)
+    pool["scalable_units"] = [{"name": "su1", "nodes": nodes}]
     site["tenants"] = [{**t, "gpu_quota": min(t["gpu_quota"], 8 * nodes // 2)} for t in site["tenants"]]
     site["gpu_stack"].update(gpu_stack or {})
     write_stack(where, doc)
