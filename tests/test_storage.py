@@ -648,3 +648,23 @@ def test_a_bucket_policy_granting_another_principal_is_caught_by_the_store_test(
     research, ci = _tenant_user(gateway, "q2", "research"), _tenant_user(gateway, "q2", "ci")
     raw_client(gateway.endpoint, ci).put_object(Bucket="q2-ci", Key="shard-0", Body=b"builds")
     assert raw_client(gateway.endpoint, research).get_object(Bucket="q2-ci", Key="shard-0")["Body"].read() == b"builds"
+
+
+def test_the_audit_answers_who_may_read_each_tenants_bucket_from_the_live_store(gateway, tmp_path, capsys):
+    root = project(tmp_path, gateway, "a2", tenants=True)
+    assert run(capsys, root, "storage", "apply", "lab")[0] == 0
+    out_dir = tmp_path / "audit"
+    assert run(capsys, root, "audit", "lab", "--out", str(out_dir), "--live-store")[0] == 0
+    text = (out_dir / "audit-lab.md").read_text()
+    row = "| `research` | `a2-research` | arn:aws:iam:::user/a2\\-research (and the site's owner account) |"
+    assert f"{row} grants arn:aws:iam:::user/a2\\-research |" in text, text[text.index("## Tenants") :][:2000]
+    # A grant the program did not set, planted on the store by hand, is shown as what it is.
+    raw = raw_client(gateway.endpoint, owner("a2"))
+    doc = json.loads(raw.get_bucket_policy(Bucket="a2-ci")["Policy"])
+    grant = doc["Statement"][-1]["Principal"]
+    who = grant["AWS"] if isinstance(grant["AWS"], list) else [grant["AWS"]]
+    grant["AWS"] = [*who, "arn:aws:iam:::user/intruder"]
+    raw.put_bucket_policy(Bucket="a2-ci", Policy=json.dumps(doc))
+    assert run(capsys, root, "audit", "lab", "--out", str(out_dir), "--live-store")[0] == 0
+    text = (out_dir / "audit-lab.md").read_text()
+    assert "DIFFERENT: grants arn:aws:iam:::user/a2\\-ci, arn:aws:iam:::user/intruder" in text
