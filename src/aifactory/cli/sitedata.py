@@ -234,9 +234,19 @@ def _live_store(stack: Stack) -> dict | str:
         return str(exc)
 
 
+def cmd_reference(_args: argparse.Namespace) -> int:
+    from ..reference import render
+
+    sys.stdout.write(render())
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sites", help="one line per site: country, city, nodes, GPUs, SKUs, fabric, versions")
     p.set_defaults(func=cmd_sites)
+
+    p = sub.add_parser("reference", help="every field of the site file, from the schema itself (docs/site-file.md)")
+    p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("validate", help="check stack files and run the policies; exit 2 on any error")
     p.add_argument("sites", nargs="*", metavar="SITE", help="sites to check (default: every stack in stacks/)")
