@@ -18,6 +18,7 @@ import yaml
 from aifactory import catalog
 from aifactory.manifests import helm_releases, objects
 from aifactory.stackfile import load_stack
+from aifactory.testhosts.services import crd_paths
 
 from .conftest import ROOT, SITES, plan_of
 from .schema_check import FIXTURES, core_problems, crd_schema, custom_resource_problems, partial_problems
@@ -36,13 +37,8 @@ NV_IPAM_FIELDS = {"type", "poolName", "poolType", "daemonSocket", "daemonCallTim
 
 
 def crd_file(site, kind: str) -> str:
-    net = f"network-operator/v{site.gpu_stack.network_operator}"
-    return {
-        "NicClusterPolicy": f"{net}/nicclusterpolicies.crd.yaml",
-        "IPPool": f"{net}/ippools.crd.yaml",
-        "NetworkAttachmentDefinition": f"{net}/networkattachmentdefinitions.crd.yaml",
-        "BareMetalHost": f"baremetal-operator/{catalog.METAL3_BAREMETAL_OPERATOR}/baremetalhosts.crd.yaml",
-    }[kind]
+    # The same files the lab's real API server is given (testhosts/services.py).
+    return crd_paths(site)[kind]
 
 
 def object_problems(site, obj: dict[str, Any]) -> list[str]:
