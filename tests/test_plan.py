@@ -10,7 +10,7 @@ from aifactory.components.gpu_operator import gpu_operator_values
 from aifactory.plan import PLACEHOLDER, SECRET, run_plan
 from aifactory.stackfile import load_stack
 
-from .conftest import ROOT, SITES, plan_of
+from .conftest import COUNTRY_SITES, ROOT, SITES, plan_of
 
 BMH = "kubernetes:metal3.io/v1alpha1:BareMetalHost"
 NAD = "kubernetes:k8s.cni.cncf.io/v1:NetworkAttachmentDefinition"
@@ -46,7 +46,7 @@ def test_one_baremetalhost_per_declared_node(site):
         assert set(secret["stringData"]) == {"username", "password"}
 
 
-@pytest.mark.parametrize("site", SITES)
+@pytest.mark.parametrize("site", COUNTRY_SITES)
 def test_gpu_operator_release_is_pinned_and_derived(site):
     stack = load_stack(ROOT, site)
     (release,) = plan_of(site).of_type(RELEASE)
@@ -62,6 +62,14 @@ def test_gpu_operator_release_is_pinned_and_derived(site):
     for component in ("toolkit", "devicePlugin", "dcgmExporter", "validator", "operator", "migManager", "gfd"):
         assert values[component]["repository"].startswith(registry + "/"), component
     assert values == gpu_operator_values(stack.site)
+
+
+def test_the_lab_skips_the_gpu_operator_release_and_says_why(caplog):
+    # No kubelet runs on the lab's test hosts: the chart's pods could never run.
+    plan = run_plan(load_stack(ROOT, "lab"))
+    assert plan.of_type(RELEASE) == []
+    assert "skipped: the gpu-operator Helm release v25.10.1: no kubelet runs on the nodes of lab" in caplog.text
+    assert [r.name for r in plan_of("lab").resources if r.type == "kubernetes:core/v1:Namespace" and "gpu" in r.name]
 
 
 @pytest.mark.parametrize("site", SITES)

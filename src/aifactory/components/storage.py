@@ -11,7 +11,20 @@ from pulumi_kubernetes.storage.v1 import StorageClass
 from .. import labels
 from ..model import Site
 from ..storage.provider import S3Bucket
-from ..storage.spec import site_specs
+from ..storage.spec import TAG_ROLE, site_specs
+
+
+def kept_by_destroy(spec: dict[str, Any]) -> str | None:
+    """Why `pulumi destroy` leaves this bucket in the store (it only forgets it), or None.
+
+    The provider refuses to delete a bucket with object lock or with objects in it, never forcing
+    it; two kinds of bucket are so by design, and destroy would otherwise fail on them every time.
+    """
+    if spec.get("objectLock"):
+        return "object lock: its records are kept for their retention, whatever happens to the stack"
+    if spec["tags"].get(TAG_ROLE) == "state":
+        return "it holds the Pulumi state of the very stack being destroyed"
+    return None
 
 
 class ObjectBucket(pulumi.ComponentResource):
@@ -24,7 +37,8 @@ class ObjectBucket(pulumi.ComponentResource):
 
     def __init__(self, name: str, spec: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aifactory:storage:Bucket", name, spec, opts)
-        created = S3Bucket(name, spec, pulumi.ResourceOptions(parent=self))
+        retain = kept_by_destroy(spec) is not None
+        created = S3Bucket(name, spec, pulumi.ResourceOptions(parent=self, retain_on_delete=retain))
         self.bucket = created.bucket
         self.url = pulumi.Output.from_input(f"{spec['endpoint'].rstrip('/')}/{spec['bucket']}")
         self.register_outputs({"bucket": self.bucket, "url": self.url})
