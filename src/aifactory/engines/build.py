@@ -89,6 +89,8 @@ class Pinned:
 
 def pin(root: Path, engine: Engine) -> Pinned:
     source = root / "engines" / engine.name
+    if not (source / "go.mod").is_file():
+        raise OperationError(f"engine {engine.name}: {source / 'go.mod'} is missing (the pins live in engines/)")
     gomod = parse(source / "go.mod")
     h = sha256()
     for path in sorted(p for p in source.iterdir() if p.is_file()):
@@ -118,7 +120,7 @@ def go_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def toolchain(needed: str) -> tuple[str, str]:
     """The `go` on PATH and its version, if it is at least ``needed``; else one line saying what to do."""
-    go = shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if Path(p).is_file()), None)
+    go = shutil.which("go")
     install = (
         f"install Go {needed} or later from https://go.dev/dl/ (tar -C /usr/local -xzf go*.tar.gz) "
         "and put /usr/local/go/bin on PATH"
@@ -139,11 +141,15 @@ def toolchain(needed: str) -> tuple[str, str]:
 
 def go_failure(what: str, output: str, log: Path | None = None) -> str:
     """One line for a failed go command: the proxy, the network, a checksum, or the first error."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and not _PACKAGE_LINE.fullmatch(ln.strip())]
+    lines = [
+        ln.strip()
+        for ln in output.splitlines()
+        if ln.strip() and not _PACKAGE_LINE.fullmatch(ln.strip()) and not ln.startswith(("go: downloading", "#"))
+    ]
     text = " ".join(lines)
     proxy = os.environ.get("GOPROXY", "https://proxy.golang.org,direct")
     where = f" (full log: {log})" if log else ""
-    if m := re.search(r"([\w./-]+@v[\w.+-]+): (?:reading|verifying) [^:]*: (?:403|404|410)[^\n]*", text):
+    if m := re.search(r"([\w./-]+@v[\w.+-]+): (?:reading|verifying) \S+: (?:403|404|410)\b", text):
         return f"{what}: the Go module proxy ({proxy}) does not serve {m[1]}: set GOPROXY to one that does{where}"
     if "SECURITY ERROR" in text or "checksum mismatch" in text:
         first = next((ln for ln in lines if "mismatch" in ln or "SECURITY" in ln), lines[0])

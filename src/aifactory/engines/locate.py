@@ -77,9 +77,10 @@ def ensure(root: Path, names: Iterable[str] | None = None, say: Say = print, *, 
     unknown = [n for n in wanted if n not in BY_NAME]
     if unknown:
         raise OperationError(f"engines: no engine named {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
-    pins = root_engines(root)
+    pins = {n: pin(root, BY_NAME[n]) for n in wanted}
     found: dict[str, Found] = {}
-    ambient = pulumi_on_path(pins["pulumi"].version)
+    cli = pins.get("pulumi") or pin(root, BY_NAME["pulumi"]) if set(wanted) & set(PULUMI_DISTRIBUTION) else None
+    ambient = pulumi_on_path(cli.version) if cli is not None else None
     t0 = time.monotonic()
     built = []
     for name in wanted:
