@@ -52,9 +52,21 @@ class Pinned:
     """An engine at the pins of one checkout's engines/ folder."""
 
     engine: Engine
-    source: Path
-    gomod: GoMod
+    sources: dict[str, Path]  # folder under engines/ -> its path in the checkout
+    gomods: dict[str, GoMod]
     key: str
+
+    @property
+    def source(self) -> Path:
+        return self.sources[self.engine.name]
+
+    @property
+    def gomod(self) -> GoMod:
+        return self.gomods[self.engine.name]
+
+    @property
+    def go_needed(self) -> str:
+        return max((m.go for m in self.gomods.values()), key=go_version_tuple)
 
     @property
     def name(self) -> str:
@@ -88,16 +100,18 @@ class Pinned:
 
 
 def pin(root: Path, engine: Engine) -> Pinned:
-    source = root / "engines" / engine.name
-    if not (source / "go.mod").is_file():
-        raise OperationError(f"engine {engine.name}: {source / 'go.mod'} is missing (the pins live in engines/)")
-    gomod = parse(source / "go.mod")
-    h = sha256()
-    for path in sorted(p for p in source.iterdir() if p.is_file()):
-        h.update(f"{path.name}\0{path.stat().st_size}\0".encode())
-        h.update(path.read_bytes())
-    h.update(repr(engine).encode())
-    return Pinned(engine, source, gomod, h.hexdigest()[:16])
+    sources: dict[str, Path] = {}
+    gomods: dict[str, GoMod] = {}
+    h = sha256(repr(engine).encode())
+    for folder in engine.modules:
+        source = root / "engines" / folder
+        if not (source / "go.mod").is_file():
+            raise OperationError(f"engine {engine.name}: {source / 'go.mod'} is missing (the pins live in engines/)")
+        sources[folder], gomods[folder] = source, parse(source / "go.mod")
+        for path in sorted(p for p in source.iterdir() if p.is_file()):
+            h.update(f"{folder}/{path.name}\0{path.stat().st_size}\0".encode())
+            h.update(path.read_bytes())
+    return Pinned(engine, sources, gomods, h.hexdigest()[:16])
 
 
 def stamp_values(version: str) -> dict[str, str]:
@@ -251,8 +265,7 @@ def build(p: Pinned, say: Say) -> dict[str, object]:
     """The engine's cache entry, built now unless this machine already has it; its manifest."""
     if (manifest := p.built()) is not None:
         return manifest
-    needed = p.gomod.go
-    go, go_version = toolchain(needed)
+    go, go_version = toolchain(p.go_needed)
     with _locked(ENGINES_ROOT / f"{p.name}-{p.key}.lock"):
         if (manifest := p.built()) is not None:  # another checkout built it while we waited
             return manifest
@@ -264,28 +277,33 @@ def _build_locked(p: Pinned, go: str, go_version: str, say: Say) -> dict[str, ob
     staging = ENGINES_ROOT / f".{p.name}-{p.key}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     src, bin_ = staging / "src", staging / "bin"
-    shutil.copytree(p.source, src)
+    for folder, source in p.sources.items():
+        shutil.copytree(source, src / folder)
+    own = src / p.name
     bin_.mkdir(parents=True)
     p.log.write_text("")
     t0 = time.monotonic()
     try:
         say(f"{what}: {p.engine.summary}; building {', '.join(p.engine.files)} with Go {go_version} (log {p.log})")
         for embed in p.engine.embeds:
-            module_dir = _module_dir(go, embed.module, src, p.log, what)
+            module_dir = _module_dir(go, embed.module, own, p.log, what)
             version = stamp_values(p.version)["bare"] if embed.set_version else None
-            _write_embed(module_dir / embed.path, src / embed.to, version)
-        packages = [o.package for o in p.engine.outputs]
+            _write_embed(module_dir / embed.path, own / embed.to, version)
         say(f"  {what}: resolving and downloading its modules (go.sum-verified)")
-        listed = _go(go, ["list", "-deps", "-f", "{{.ImportPath}}", *packages], src, what, p.log)
-        total = len(listed.split())
-        values = stamp_values(p.version)
-        ldflags = " ".join(["-s", "-w", *(s.format(**values) for s in p.engine.stamps)])
+        total = 0
+        for folder in p.sources:
+            packages = [o.package for o in p.engine.outputs if (o.module or p.name) == folder]
+            listed = _go(go, ["list", "-deps", "-f", "{{.ImportPath}}", *packages], src / folder, what, p.log)
+            total += len(listed.split())
         compiled = 0
         for out in p.engine.outputs:
+            folder = out.module or p.name
+            version = p.gomods[folder].version_of(out.version_module or p.engine.version_module)
+            ldflags = " ".join(["-s", "-w", *(s.format(**stamp_values(version)) for s in p.engine.stamps)])
             args = ["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(bin_ / out.file), out.package]
-            compiled += _compile(go, args, src, what=what, log=p.log, total=total, say=say)
+            compiled += _compile(go, args, src / folder, what=what, log=p.log, total=total, say=say)
         for comp in p.engine.companions:
-            module_dir = _module_dir(go, comp.module, src, p.log, what)
+            module_dir = _module_dir(go, comp.module, own, p.log, what)
             shutil.copyfile(module_dir / comp.path, bin_ / comp.file)
             (bin_ / comp.file).chmod(0o755)
         _check_version(p, bin_ / p.engine.outputs[0].file, p.log)

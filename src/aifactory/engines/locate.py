@@ -20,8 +20,8 @@ from ..errors import OperationError
 from .build import ENGINES_ROOT, Pinned, Say, build, duration, pin
 from .recipes import BY_NAME, ENGINES
 
-# Engines an installed Pulumi CLI brings with it (its release archive ships the language host).
-PULUMI_DISTRIBUTION = ("pulumi", "pulumi-language-python")
+# What an installed Pulumi CLI brings with it (its release archive ships the language host beside it).
+PULUMI_DISTRIBUTION = ("pulumi",)
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ def ensure(root: Path, names: Iterable[str] | None = None, say: Say = print, *, 
         raise OperationError(f"engines: no engine named {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
     pins = {n: pin(root, BY_NAME[n]) for n in wanted}
     found: dict[str, Found] = {}
-    cli = pins.get("pulumi") or pin(root, BY_NAME["pulumi"]) if set(wanted) & set(PULUMI_DISTRIBUTION) else None
-    ambient = pulumi_on_path(cli.version) if cli is not None else None
+    ambient = pulumi_on_path(pins["pulumi"].version) if "pulumi" in pins else None
     t0 = time.monotonic()
     built = []
     for name in wanted:

@@ -13,10 +13,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Output:
-    """One main package built to one file in the engine's bin/ (``.`` is the wrapper's own main)."""
+    """One main package built to one file in the engine's bin/ (``.`` is the wrapper's own main).
+
+    ``module`` is the folder under engines/ whose go.mod builds it, when not the engine's own:
+    one engine may ship binaries of two modules whose dependency graphs cannot be one.
+    """
 
     package: str
     file: str
+    module: str = ""
+    version_module: str = ""  # whose version its stamps carry, when it is another module's binary
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,11 @@ class Engine:
     def files(self) -> tuple[str, ...]:
         return tuple(o.file for o in self.outputs) + tuple(c.file for c in self.companions)
 
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The folders under engines/ it is built from: its own first."""
+        return tuple(dict.fromkeys([self.name, *(o.module for o in self.outputs if o.module)]))
+
 
 PULUMI_SDK = "github.com/pulumi/pulumi/sdk/v3"
 PROVIDER = "github.com/pulumi/pulumi-kubernetes/provider/v4"
@@ -64,8 +75,18 @@ PROVIDER = "github.com/pulumi/pulumi-kubernetes/provider/v4"
 ENGINES: tuple[Engine, ...] = (
     Engine(
         "pulumi",
-        "the Pulumi CLI, with the Python SDK's own exec shim and dynamic-provider host",
-        (Output("github.com/pulumi/pulumi/pkg/v3/cmd/pulumi", "pulumi"),),
+        "the Pulumi CLI with its Python language host and the Python SDK's exec shim and dynamic-provider host, "
+        "side by side as in Pulumi's release archive",
+        (
+            Output("github.com/pulumi/pulumi/pkg/v3/cmd/pulumi", "pulumi"),
+            # The newest language host published as a Go package (engines/README.md says why).
+            Output(
+                "github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python",
+                "pulumi-language-python",
+                module="pulumi-language-python",
+                version_module=PULUMI_SDK,
+            ),
+        ),
         "github.com/pulumi/pulumi/pkg/v3",
         stamps=("-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}",),
         companions=(
@@ -73,13 +94,6 @@ ENGINES: tuple[Engine, ...] = (
             Companion(PULUMI_SDK, "python/dist/pulumi-resource-pulumi-python", "pulumi-resource-pulumi-python"),
         ),
         version_args=("version",),
-    ),
-    Engine(
-        "pulumi-language-python",
-        "the Python language host (the last release that publishes it as a Go package: see engines/README.md)",
-        (Output("github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python", "pulumi-language-python"),),
-        PULUMI_SDK,
-        stamps=("-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version={version}",),
     ),
     Engine(
         "pulumi-kubernetes",
