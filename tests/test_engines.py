@@ -22,7 +22,7 @@ import pulumi_kubernetes
 import pytest
 
 from aifactory import catalog
-from aifactory.engines import build, gomod, locate, recipes
+from aifactory.engines import build, gomod, locate
 from aifactory.errors import ConfigError
 
 from .conftest import ROOT
