@@ -81,6 +81,8 @@ class Cli:
 
     def select(self) -> None:
         """The stack in the backend, created on first use (its config stays the committed stack file)."""
+        if self.backend.startswith("file://"):
+            Path(self.backend.removeprefix("file://")).expanduser().mkdir(parents=True, exist_ok=True)
         argv = [self.engines.exe("pulumi"), "stack", "select", "--create", self.stack, "--non-interactive"]
         self.home.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run(argv, cwd=self.project, env=self.env(), text=True, capture_output=True, check=False)
