@@ -247,26 +247,30 @@ def stop(directory: Path) -> bool:
 
 def apply_crds(cp: ControlPlane, files: Iterable[Path], say: Callable[[str], None] = lambda _m: None) -> list[str]:
     """Create (or replace) the CustomResourceDefinitions in ``files`` and wait until each is Established."""
+    docs = [d for path in files for d in yaml.safe_load_all(path.read_text(encoding="utf-8"))]
+    return apply_crd_docs(cp, docs, say)
+
+
+def apply_crd_docs(cp: ControlPlane, docs: Iterable[Any], say: Callable[[str], None] = lambda _m: None) -> list[str]:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     api = client.ApiextensionsV1Api(cp.client())
     names = []
-    for path in files:
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if not doc or doc.get("kind") != "CustomResourceDefinition":
-                continue
-            name = doc["metadata"]["name"]
-            try:
-                live = api.read_custom_resource_definition(name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise OperationError(f"CRD {name}: {exc.status} {exc.reason}") from None
-                api.create_custom_resource_definition(doc)
-            else:
-                doc["metadata"]["resourceVersion"] = live.metadata.resource_version
-                api.replace_custom_resource_definition(name, doc)
-            names.append(name)
+    for doc in docs:
+        if not doc or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        name = doc["metadata"]["name"]
+        try:
+            live = api.read_custom_resource_definition(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise OperationError(f"CRD {name}: {exc.status} {exc.reason}") from None
+            api.create_custom_resource_definition(doc)
+        else:
+            doc["metadata"]["resourceVersion"] = live.metadata.resource_version
+            api.replace_custom_resource_definition(name, doc)
+        names.append(name)
 
     def established(name: str) -> bool:
         conds = api.read_custom_resource_definition(name).status.conditions or []
