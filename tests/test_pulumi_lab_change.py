@@ -9,6 +9,7 @@ deletion and `pulumi up` deletes them. `pulumi destroy` ends it, leaving no Kube
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,29 @@ def non_same(preview: dict[str, Any]) -> list[tuple[str, str, str]]:
     )
 
 
+def tenant_policy_is_enforced(api: Any, namespace: str) -> None:
+    """The tenants' ValidatingAdmissionPolicy, compiled and run by the API server: a privileged pod is refused."""
+    core = client.CoreV1Api(api)
+
+    def pod(name: str, privileged: bool) -> dict[str, Any]:
+        container = {"name": "c", "image": "registry.lab.aifactory.internal/pause:3.10"}
+        if privileged:
+            container["securityContext"] = {"privileged": True}
+        return {"metadata": {"name": name}, "spec": {"containers": [container], "automountServiceAccountToken": False}}
+
+    deadline = time.monotonic() + 60
+    while True:  # the policy takes effect once the API server has type-checked it
+        try:
+            core.create_namespaced_pod(namespace, pod("privileged", True), dry_run="All")
+        except ApiException as exc:
+            assert exc.status in (403, 422), exc.body
+            assert "tenant containers may not run privileged" in exc.body
+            break
+        assert time.monotonic() < deadline, "the tenant admission policy never refused a privileged pod"
+        time.sleep(1)
+    core.create_namespaced_pod(namespace, pod("plain", False), dry_run="All")  # admitted
+
+
 def test_a_node_added_to_the_stack_is_exactly_its_resources_and_removing_it_deletes_them(
     engines, control_plane, store, tmp_path
 ):
@@ -99,6 +123,7 @@ def test_a_node_added_to_the_stack_is_exactly_its_resources_and_removing_it_dele
     api = control_plane.client()
     assert bmh(api, "lab-gpu-01") and bmh(api, "lab-gpu-02") and not bmh(api, "lab-gpu-03")
     assert changes(cli.preview_json("--expect-no-changes")) == {}
+    tenant_policy_is_enforced(api, stack.site.tenants[0].name)
 
     write_copy(where, 3, store.endpoint)
     added = cli.preview_json("--diff")
