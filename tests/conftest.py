@@ -67,7 +67,7 @@ def control_plane(engines, tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("kube")
     contexts = [load_stack(ROOT, s).site.kubernetes.context for s in SITES]
-    cp = kube.start(directory, engines, contexts=contexts)
+    cp = kube.start(directory, engines, contexts=contexts, audit=True)
     try:
         yield cp
     finally:

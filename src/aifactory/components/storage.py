@@ -55,16 +55,18 @@ class SiteStorage(pulumi.ComponentResource):
         site = args.site
         child = pulumi.ResourceOptions(parent=self)
         for spec in site.storage.classes:
-            annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if spec.default else {}
+            metadata: dict[str, Any] = {
+                "name": spec.name,
+                "labels": {labels.SITE: site.code, labels.MANAGED_BY: "aifactory"},
+            }
+            if spec.default:
+                metadata["annotations"] = {"storageclass.kubernetes.io/is-default-class": "true"}
             StorageClass(
                 f"storageclass-{spec.name}",
-                metadata={
-                    "name": spec.name,
-                    "annotations": annotations,
-                    "labels": {labels.SITE: site.code, labels.MANAGED_BY: "aifactory"},
-                },
+                metadata=metadata,
                 provisioner=spec.provisioner,
-                parameters=spec.parameters,
+                # An empty map is not sent: the API server would store none, and the plan shows what is sent.
+                parameters=spec.parameters or None,
                 reclaim_policy=spec.reclaim_policy,
                 volume_binding_mode="WaitForFirstConsumer" if spec.kind == "local" else "Immediate",
                 allow_volume_expansion=spec.kind != "local",

@@ -99,9 +99,14 @@ def start(
     address: str = "127.0.0.1",
     port: int | None = None,
     service_cidr: str = "10.0.0.0/24",
+    audit: bool = False,
     say: Callable[[str], None] = lambda _m: None,
 ) -> ControlPlane:
-    """A fresh control plane in ``directory`` (emptied first); its API server on https://address:port."""
+    """A fresh control plane in ``directory`` (emptied first); its API server on https://address:port.
+
+    ``audit`` keeps the API server's audit log of every write (``audit_events``): what the tests
+    read to prove that an object reached the API server and what it answered.
+    """
     stop(directory)
     shutil.rmtree(directory, ignore_errors=True)
     (directory / "log").mkdir(parents=True)
@@ -161,6 +166,7 @@ def start(
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 f"--cert-dir={directory / 'pki'}",
+                *(_audit_flags(directory) if audit else []),
             ],
             log / "kube-apiserver.log",
         )
@@ -197,6 +203,28 @@ def start(
     took = time.monotonic() - t0
     say(f"control plane {server} (etcd, kube-apiserver, kube-controller-manager) up in {took:.1f} s")
     return cp
+
+
+_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "verbs": ["create", "update", "patch", "delete"]}, {"level": "None"}],
+}
+
+
+def _audit_flags(directory: Path) -> list[str]:
+    policy = directory / "audit-policy.yaml"
+    policy.write_text(yaml.safe_dump(_AUDIT_POLICY))
+    return [f"--audit-policy-file={policy}", f"--audit-log-path={directory / 'log' / 'audit.log'}"]
+
+
+def audit_events(cp: ControlPlane) -> list[dict[str, Any]]:
+    """The API server's audit events so far (writes only), oldest first."""
+    path = cp.directory / "log" / "audit.log"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _wait_for_controllers(cp: ControlPlane, log: Path) -> None:

@@ -48,7 +48,7 @@ def read_stack(where: Path) -> dict[str, Any]:
 
 
 def with_venv(where: Path) -> None:
-    """The scratch project's `.venv` is this interpreter's: Pulumi.yaml's `virtualenv: .venv` then holds there too."""
+    """The scratch project's `.venv` is this interpreter's, as the checkout's is."""
     link = where / ".venv"
     if not link.exists():
         link.symlink_to(Path(sys.prefix))
@@ -56,8 +56,8 @@ def with_venv(where: Path) -> None:
 
 def pulumi_project(root: Path, where: Path) -> Path:
     """A folder the real CLI can run the program in: Pulumi.yaml, the program entry, the lab passphrase."""
+    (where / "stacks").mkdir(parents=True, exist_ok=True)
     shutil.copy(root / "Pulumi.yaml", where / "Pulumi.yaml")
-    (where / "stacks").mkdir(exist_ok=True)
     shutil.copy(root / "stacks" / "__main__.py", where / "stacks" / "__main__.py")
     shutil.copy(root / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")
     with_venv(where)
