@@ -9,6 +9,7 @@ deletion and `pulumi up` deletes them. `pulumi destroy` ends it, leaving no Kube
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,8 +50,11 @@ def store(tmp_path_factory) -> Iterator[rgw.Gateway]:
 
 def write_copy(where: Path, nodes: int, endpoint: str) -> None:
     """The lab with ``nodes`` nodes, its object store on the test's RGW (loopback, in the copy's ranges)."""
-    scratch.project_with(ROOT, where, nodes)
-    doc = scratch.read_stack(where)
+    made = where.parent / f"with-{nodes}-nodes"
+    if not made.exists():
+        made.mkdir()
+        scratch.project_with(ROOT, made, nodes)
+    doc = scratch.read_stack(made)
     site = doc["config"]["aifactory:site"]
     site["storage"]["object_store"]["url"] = endpoint
     site["jurisdiction"]["in_country"]["networks"].append("127.0.0.0/8")
@@ -102,10 +106,8 @@ def tenant_policy_is_enforced(api: Any, namespace: str) -> None:
 def test_a_node_added_to_the_stack_is_exactly_its_resources_and_removing_it_deletes_them(
     engines, control_plane, store, tmp_path
 ):
-    where = tmp_path / "project"
-    where.mkdir()
+    where = scratch.pulumi_project(ROOT, tmp_path / "project")
     write_copy(where, 2, store.endpoint)
-    scratch.pulumi_project(ROOT, where)
     stack = load_stack(where, "lab")
     kube.apply_crds(control_plane, services.crd_files(ROOT, stack.site))
     cli = Cli(
@@ -129,8 +131,11 @@ def test_a_node_added_to_the_stack_is_exactly_its_resources_and_removing_it_dele
     added = cli.preview_json("--diff")
     assert non_same(added) == [("create", BMH, "lab-gpu-03")]
     text = cli.run("preview", "--diff", capture=True).stdout
-    assert "+ kubernetes:metal3.io/v1alpha1:BareMetalHost: (create)" in text and "lab-gpu-03" in text
-    assert "lab-gpu-01" not in text.split("Resources:")[0].replace("lab-gpu-03", "")
+    resources = text.split("--outputs:--")[0]  # after it: the stack's outputs (the node list, the GPU count)
+    marks = re.findall(r"^\s*(\+|~|-|\+-) (\S+): \((\w+)\)$", resources, re.MULTILINE)
+    assert marks == [("+", BMH, "create")], resources
+    assert f"{BMH}::lab-gpu-03]" in resources and "+ 1 to create" in text
+    assert "to update" not in text and "to delete" not in text
     cli.run("up", "--yes", "--skip-preview", capture=True)
     host = bmh(api, "lab-gpu-03")
     assert host is not None

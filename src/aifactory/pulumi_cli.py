@@ -70,7 +70,7 @@ class Cli:
         )
         took = duration(time.monotonic() - t0)
         if check and proc.returncode != 0:
-            tail = ((proc.stderr or "") + (proc.stdout or "")).strip().splitlines()[-3:] if capture else []
+            tail = _failure_lines((proc.stderr or "") + (proc.stdout or "")) if capture else []
             raise OperationError(
                 f"pulumi {' '.join(args[:1])} -s {self.stack} failed (exit {proc.returncode}, {took})"
                 + (f": {' | '.join(tail)}" if tail else "")
@@ -101,6 +101,13 @@ class Cli:
             lines = [ln for ln in (proc.stderr + proc.stdout).strip().splitlines() if ln.strip()][-4:]
             raise OperationError(f"pulumi preview -s {self.stack} failed (exit {proc.returncode}): {' | '.join(lines)}")
         return doc
+
+
+def _failure_lines(output: str) -> list[str]:
+    """What a failed command said: its error lines (the engine's diagnostics), else its last lines."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:") or " error: " in ln]
+    return (errors or lines)[-5:]
 
 
 def changes(preview: dict[str, Any]) -> dict[str, int]:
