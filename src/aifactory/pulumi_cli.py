@@ -11,6 +11,7 @@ AWS SDK's own environment variables, in this process's children only.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ from typing import Any
 from .engines.build import duration
 from .engines.locate import Engines
 from .errors import OperationError
+
+PROVIDER_FILE = "pulumi-resource-kubernetes"
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,11 @@ class Cli:
     say: Callable[[str], None] = print
 
     def env(self) -> dict[str, str]:
-        env = self.engines.env()
+        env = dict(os.environ)
+        # Only the CLI's own folder (the language host and the SDK's scripts ship beside it): the
+        # provider comes from the plugin cache of PULUMI_HOME (install_plugins), as a user's does,
+        # and not as an "ambient" plugin from PATH, which the CLI warns about on every run.
+        env["PATH"] = os.pathsep.join([str(self.engines.bin("pulumi")), env.get("PATH", "")])
         env.update(
             {
                 "PULUMI_BACKEND_URL": self.backend,
@@ -79,8 +86,23 @@ class Cli:
             self.say(f"{what}: {took}")
         return proc
 
+    def install_plugins(self) -> None:
+        """The pinned Kubernetes provider in this Pulumi home's plugin cache (`pulumi plugin install --file`)."""
+        found = self.engines.found["pulumi-kubernetes"]
+        if (self.home / "plugins" / f"resource-kubernetes-{found.version}" / PROVIDER_FILE).is_file():
+            return
+        exe = str(found.bin / PROVIDER_FILE)
+        argv = [self.engines.exe("pulumi"), "plugin", "install", "resource", "kubernetes", found.version, "--file", exe]
+        self.home.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(argv, cwd=self.project, env=self.env(), text=True, capture_output=True, check=False)
+        if proc.returncode != 0:
+            raise OperationError(
+                f"pulumi plugin install kubernetes {found.version}: {' | '.join(_failure_lines(proc.stderr))}"
+            )
+
     def select(self) -> None:
         """The stack in the backend, created on first use (its config stays the committed stack file)."""
+        self.install_plugins()
         if self.backend.startswith("file://"):
             Path(self.backend.removeprefix("file://")).expanduser().mkdir(parents=True, exist_ok=True)
         argv = [self.engines.exe("pulumi"), "stack", "select", "--create", self.stack, "--non-interactive"]
