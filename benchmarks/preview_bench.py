@@ -35,6 +35,8 @@ from aifactory.pulumi_cli import Cli  # noqa: E402
 from aifactory.stackfile import load_stack  # noqa: E402
 from aifactory.testhosts import kube, scratch, services  # noqa: E402
 
+PASSPHRASE = "aifactory-preview-bench"  # noqa: S105 - a throwaway copy's key, not a secret
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,9 +53,10 @@ def main() -> int:
             for n in (int(s) for s in args.sizes.split(",")):
                 work = tmpdir / f"size{n}"
                 work.mkdir()
-                scratch.pulumi_project(ROOT, work)
+                scratch.pulumi_project(ROOT, work, lab_passphrase=False)
                 name = f"bench{n}"
-                (work / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(scaled_site(n), sort_keys=False))
+                doc = scratch.reencrypted(scaled_site(n), PASSPHRASE)  # the CLI decrypts; the lab's key is not its
+                (work / "stacks" / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
                 plan = json.loads(
                     subprocess.run(
                         [aifactory, "--root", str(work), "plan", name, "--json"],
@@ -70,7 +73,7 @@ def main() -> int:
                         ns = r["inputs"]["metadata"]["name"]
                         if ns not in {i.metadata.name for i in core.list_namespace().items}:
                             core.create_namespace({"metadata": {"name": ns}})
-                env = {"PULUMI_CONFIG_PASSPHRASE_FILE": str(ROOT / "stacks" / "lab.passphrase")}
+                env = {"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE}
                 env["KUBECONFIG"] = str(cp.kubeconfig)
                 cli = Cli(engines, work, name, f"file://{work / 'state'}", work / "home", env, say=lambda _m: None)
                 cli.select()

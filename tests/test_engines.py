@@ -67,6 +67,13 @@ def test_a_second_checkout_finds_the_same_cache_entry_and_a_changed_pin_another(
     assert locate.root_engines(tmp_path)["etcd"].key != pins()["etcd"].key
 
 
+def test_a_project_without_engines_uses_those_of_the_aifactory_running_it(tmp_path):
+    # Scratch projects (the rollout test's, the benchmarks') hold stacks only.
+    (tmp_path / "stacks").mkdir()
+    assert locate.source_root(tmp_path) == ROOT
+    assert locate.root_engines(tmp_path)["kube"].key == pins()["kube"].key
+
+
 def test_every_engine_is_built_on_this_machine_and_reports_its_pinned_version():
     # `make test` and `make lab` build them first (`aifactory engines build`).
     for name, p in pins().items():

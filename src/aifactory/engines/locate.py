@@ -53,8 +53,23 @@ class Engines:
         return env
 
 
-def root_engines(root: Path) -> dict[str, Pinned]:
-    return {e.name: pin(root, e) for e in ENGINES}
+def source_root(root: Path | None = None) -> Path:
+    """The folder whose engines/ pins the engines: the project's, else the checkout this code runs from.
+
+    A scratch project (the tests', the benchmarks') has stacks but no engines/: its engines are
+    those of the aifactory that runs it.
+    """
+    if root is not None and (root / "engines").is_dir():
+        return root
+    here = Path(__file__).resolve().parents[3]
+    if (here / "engines").is_dir():
+        return here
+    raise OperationError("engines: no engines/ folder in the project or beside this aifactory: run it from a checkout")
+
+
+def root_engines(root: Path | None = None) -> dict[str, Pinned]:
+    source = source_root(root)
+    return {e.name: pin(source, e) for e in ENGINES}
 
 
 def pulumi_on_path(version: str) -> Path | None:
@@ -71,13 +86,16 @@ def pulumi_on_path(version: str) -> Path | None:
     return Path(found).resolve().parent
 
 
-def ensure(root: Path, names: Iterable[str] | None = None, say: Say = print, *, build_missing: bool = True) -> Engines:
+def ensure(
+    root: Path | None, names: Iterable[str] | None = None, say: Say = print, *, build_missing: bool = True
+) -> Engines:
     """The engines ``names`` (default: all), building what this machine lacks, with progress and time."""
     wanted = list(names) if names is not None else [e.name for e in ENGINES]
     unknown = [n for n in wanted if n not in BY_NAME]
     if unknown:
         raise OperationError(f"engines: no engine named {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
-    pins = {n: pin(root, BY_NAME[n]) for n in wanted}
+    source = source_root(root)
+    pins = {n: pin(source, BY_NAME[n]) for n in wanted}
     found: dict[str, Found] = {}
     ambient = pulumi_on_path(pins["pulumi"].version) if "pulumi" in pins else None
     t0 = time.monotonic()

@@ -54,12 +54,17 @@ def with_venv(where: Path) -> None:
         link.symlink_to(Path(sys.prefix))
 
 
-def pulumi_project(root: Path, where: Path) -> Path:
-    """A folder the real CLI can run the program in: Pulumi.yaml, the program entry, the lab passphrase."""
+def pulumi_project(root: Path, where: Path, *, lab_passphrase: bool = True) -> Path:
+    """A folder the real CLI can run the program in: Pulumi.yaml, the program entry, the lab passphrase.
+
+    Without the lab passphrase (``lab_passphrase=False``) the policy cannot tell a stack keyed with
+    it, as in a project whose stacks are not the lab's.
+    """
     (where / "stacks").mkdir(parents=True, exist_ok=True)
     shutil.copy(root / "Pulumi.yaml", where / "Pulumi.yaml")
     shutil.copy(root / "stacks" / "__main__.py", where / "stacks" / "__main__.py")
-    shutil.copy(root / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")
+    if lab_passphrase:
+        shutil.copy(root / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")
     with_venv(where)
     return where
 
