@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import yaml
-from kubernetes import client
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -67,12 +66,10 @@ def main() -> int:
                 )
                 site = load_stack(work, name).site
                 kube.apply_crds(cp, services.crd_files(ROOT, site))
-                core = client.CoreV1Api(cp.client())
-                for r in plan["resources"]:
-                    if r["type"] == "kubernetes:core/v1:Namespace":
-                        ns = r["inputs"]["metadata"]["name"]
-                        if ns not in {i.metadata.name for i in core.list_namespace().items}:
-                            core.create_namespace({"metadata": {"name": ns}})
+                namespaces = [
+                    r["inputs"]["metadata"]["name"] for r in plan["resources"] if r["type"].endswith(":Namespace")
+                ]
+                kube.ensure_namespaces(cp, namespaces)  # so that every namespaced object is dry-run applied too
                 env = {"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE}
                 env["KUBECONFIG"] = str(cp.kubeconfig)
                 cli = Cli(engines, work, name, f"file://{work / 'state'}", work / "home", env, say=lambda _m: None)

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
@@ -57,11 +56,7 @@ def test_the_chart_rendered_with_the_sites_values_is_admitted_by_the_api_server(
     assert {"ClusterPolicy", "Deployment", "CustomResourceDefinition"} <= kinds, kinds
     api = control_plane.client()
     kube.apply_crd_docs(control_plane, [d for d in docs if d["kind"] == "CustomResourceDefinition"])
-    try:
-        client.CoreV1Api(api).create_namespace({"metadata": {"name": release.namespace}})
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+    kube.ensure_namespaces(control_plane, [release.namespace])
     dyn = DynamicClient(api)
     refused = []
     for doc in docs:

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from aifactory.engines import locate
 from aifactory.manifests import HELM_RELEASE, objects
@@ -50,16 +48,6 @@ def site_cli(engines, project, site: str, tmp_path, kubeconfig) -> Cli:
     )
 
 
-def _namespaces(cp: kube.ControlPlane, names: set[str]) -> None:
-    core = client.CoreV1Api(cp.client())
-    for name in sorted(names):
-        try:
-            core.create_namespace({"metadata": {"name": name}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
-
 def _steps(preview: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["urn"]: s for s in preview["steps"] if not s["newState"]["type"].startswith(ENGINE_ONLY)}
 
@@ -72,7 +60,9 @@ def test_the_api_server_admits_every_object_of_the_site_and_the_preview_is_the_p
     model = load_stack(project, site).site
     plan = plan_of(site)
     kube.apply_crds(control_plane, services.crd_files(ROOT, model))
-    _namespaces(control_plane, {r.inputs["metadata"]["name"] for r in plan.of_type("kubernetes:core/v1:Namespace")})
+    kube.ensure_namespaces(
+        control_plane, [r.inputs["metadata"]["name"] for r in plan.of_type("kubernetes:core/v1:Namespace")]
+    )
     cli = site_cli(engines, project, site, tmp_path, control_plane.kubeconfig)
     cli.select()
     excluded = [r.urn for r in plan.resources if r.type in UNREACHABLE]

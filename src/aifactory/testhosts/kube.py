@@ -231,13 +231,18 @@ def _wait_for_controllers(cp: ControlPlane, log: Path) -> None:
     """The controller manager is working once its service-account controller has made `default`'s account."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
     core = client.CoreV1Api(cp.client())
+    api_log = cp.directory / "log" / "kube-apiserver.log"
 
     def made() -> bool:
+        if not alive(cp.pids["kube-apiserver"]):
+            tail = api_log.read_text(errors="replace").strip().splitlines()[-3:]
+            raise OperationError(f"kube-apiserver exited: {' | '.join(tail)}")
         try:
             core.read_namespaced_service_account("default", "default")
-        except ApiException:
+        except (ApiException, HTTPError, OSError):
             return False
         return True
 
@@ -341,3 +346,17 @@ def register_nodes(cp: ControlPlane, nodes: Iterable[NodeSpec], say: Callable[[s
         core.patch_node_status(node.name, {"status": status})
         names.append(node.name)
     say(f"Nodes registered (no kubelet): {', '.join(names)}")
+
+
+def ensure_namespaces(cp: ControlPlane, names: Iterable[str]) -> None:
+    """Namespaces that must exist before objects in them can be dry-run applied (one already there is kept)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(cp.client())
+    for name in sorted(set(names)):
+        try:
+            core.create_namespace({"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise OperationError(f"namespace {name}: {exc.status} {exc.reason}") from None

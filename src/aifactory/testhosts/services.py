@@ -313,7 +313,9 @@ def crd_paths(site: Site) -> dict[str, str]:
 
 
 def crd_files(root: Path, site: Site) -> list[Path]:
-    return [root / SCHEMAS / rel for rel in crd_paths(site).values()]
+    """The files themselves: the project's, or (a scratch project has none) those of the checkout running this."""
+    base = root if (root / SCHEMAS).is_dir() else Path(__file__).resolve().parents[3]
+    return [base / SCHEMAS / rel for rel in crd_paths(site).values()]
 
 
 def site_nodes(site: Site) -> list[kube.NodeSpec]:
