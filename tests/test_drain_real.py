@@ -133,6 +133,11 @@ def test_a_node_an_operator_cordoned_stays_cordoned(lab):
     assert c.take_out(a) == "was cordoned by an operator; drained: 0 pod(s) evicted"
     assert c.put_back(a).startswith("left cordoned")
     assert core.read_node(a).spec.unschedulable is True
+    # A resumed rollout knows the nodes it cordoned itself (its record says so): those it uncordons.
+    again = _cluster(cp, cp.contexts[0], 30, [])
+    again.cordoned_by_rollout = {a}
+    assert again.take_out(a).startswith("cordoned;") and again.put_back(a) == "uncordoned"
+    assert not core.read_node(a).spec.unschedulable
 
 
 def test_a_budget_that_never_allows_times_the_drain_out_and_the_node_stays_cordoned(lab, monkeypatch):
