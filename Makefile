@@ -1,7 +1,8 @@
 # The two commands of the README, and the steps they are made of.
-#   make lab    set up, then run the whole job on the lab site: validate, plan, inventory,
-#               test hosts up, bootstrap (twice), verify, test hosts down
-#   make test   set up, then run the test suite (what CI runs)
+#   make lab    set up, build the engines (once per machine), then run the whole job on the lab
+#               site: validate, plan, inventory, test hosts and cluster up, pulumi up and preview,
+#               bootstrap (twice), verify, storage, evidence, pulumi destroy, test hosts down
+#   make test   set up, build the engines (once per machine), then run the test suite (what CI runs)
 
 PY      ?= python3
 VENV    := .venv
@@ -9,7 +10,7 @@ BIN     := $(VENV)/bin
 SETUP   := $(VENV)/.setup-done
 APT_PKGS := mmdebstrap systemd-container apt-cacher-ng iproute2 openssh-client ceph-mon ceph-osd radosgw ceph-common
 
-.PHONY: lab test setup lint bench clean
+.PHONY: lab test setup engines lint bench clean
 
 $(SETUP): pyproject.toml
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -26,12 +27,17 @@ $(SETUP): pyproject.toml
 
 setup: $(SETUP)
 
-lab: $(SETUP)
+# The Pulumi CLI, its Kubernetes provider, kube-apiserver, etcd and helm, built from engines/ into
+# /var/cache/aifactory/engines (minutes the first time on a machine, then found there).
+engines: $(SETUP)
+	$(BIN)/aifactory engines build
+
+lab: engines
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/aifactory lab
 
 # Two workers, one file each at a time: the test-host file (first, the longest) on one, the rest
 # on the other; on 2 cores the bootstrap's dpkg and the Python tests overlap.
-test: $(SETUP)
+test: engines
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(SETUP)

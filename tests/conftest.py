@@ -58,3 +58,27 @@ def lab(workdir: Path) -> Path:
     shutil.copy(ROOT / "ansible.cfg", workdir / "ansible.cfg")
     shutil.copytree(ROOT / "inventories", workdir / "inventories")
     return workdir
+
+
+@pytest.fixture(scope="session")
+def engines():
+    """The pinned engines (`make test` builds them first; a bare `pytest` builds what is missing, with progress)."""
+    import sys
+
+    from aifactory.engines import locate
+
+    return locate.ensure(ROOT, say=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+@pytest.fixture(scope="session")
+def control_plane(engines, tmp_path_factory):
+    """A real control plane on loopback (etcd, kube-apiserver, kube-controller-manager), one context per site."""
+    from aifactory.testhosts import kube
+
+    directory = tmp_path_factory.mktemp("kube")
+    contexts = [load_stack(ROOT, s).site.kubernetes.context for s in SITES]
+    cp = kube.start(directory, engines, contexts=contexts, audit=True)
+    try:
+        yield cp
+    finally:
+        kube.stop(directory)

@@ -19,8 +19,9 @@ import yaml
 from aifactory import catalog
 from aifactory.manifests import helm_releases, objects
 from aifactory.stackfile import load_stack
+from aifactory.testhosts.services import crd_paths
 
-from .conftest import ROOT, SITES, plan_of
+from .conftest import COUNTRY_SITES, ROOT, SITES, plan_of
 from .schema_check import FIXTURES, core_problems, crd_schema, custom_resource_problems, partial_problems
 
 CUSTOM_KINDS = {"NicClusterPolicy", "IPPool", "NetworkAttachmentDefinition", "BareMetalHost"}
@@ -51,13 +52,8 @@ NV_IPAM_FIELDS = {"type", "poolName", "poolType", "daemonSocket", "daemonCallTim
 
 
 def crd_file(site, kind: str) -> str:
-    net = f"network-operator/v{site.gpu_stack.network_operator}"
-    return {
-        "NicClusterPolicy": f"{net}/nicclusterpolicies.crd.yaml",
-        "IPPool": f"{net}/ippools.crd.yaml",
-        "NetworkAttachmentDefinition": f"{net}/networkattachmentdefinitions.crd.yaml",
-        "BareMetalHost": f"baremetal-operator/{catalog.METAL3_BAREMETAL_OPERATOR}/baremetalhosts.crd.yaml",
-    }[kind]
+    # The same files the lab's real API server is given (testhosts/services.py).
+    return crd_paths(site)[kind]
 
 
 def object_problems(site, obj: dict[str, Any]) -> list[str]:
@@ -247,7 +243,7 @@ def test_network_operator_images_are_the_releases_own(site_name):
     assert nic_image_problems(site, policy["spec"]) == []
 
 
-@pytest.mark.parametrize("site_name", SITES)
+@pytest.mark.parametrize("site_name", COUNTRY_SITES)  # the lab skips the release (no kubelet)
 def test_gpu_operator_values_exist_are_read_and_fit_clusterpolicy(site_name):
     site = load_stack(ROOT, site_name).site
     (release,) = helm_releases(plan_of(site_name))
@@ -306,7 +302,7 @@ def test_an_unknown_field_in_a_core_object_is_caught():
 
 def test_a_wrong_enum_is_caught():
     site, objs = _lab()
-    (release,) = helm_releases(plan_of("lab"))
+    (release,) = helm_releases(plan_of("za"))
     values = copy.deepcopy(release.values)
     values["migManager"]["config"]["default"] = "all-1g.18gb"
     assert any("all-1g.18gb" in p for p in clusterpolicy_problems(release.version, values))
@@ -323,8 +319,8 @@ def test_a_wrong_image_tag_is_caught():
 
 
 def test_a_value_the_chart_does_not_have_or_a_repository_that_drops_the_path_is_caught():
-    site, _ = _lab()
-    (release,) = helm_releases(plan_of("lab"))
+    site = load_stack(ROOT, "za").site
+    (release,) = helm_releases(plan_of("za"))
     values = copy.deepcopy(release.values)
     values["dcgmExporter"]["serviceMonitor"]["enable"] = True
     values["validator"]["repository"] = f"{site.mirrors.containers.host}/nvidia/cloud-native"

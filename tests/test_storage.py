@@ -157,7 +157,7 @@ def test_apply_creates_each_bucket_as_declared_and_a_second_apply_changes_nothin
     assert code == 0, err
     assert "site lab, bucket t1-datasets: create in lab" in out
     assert "site lab, bucket t1-evidence: create in lab with object lock" in out
-    assert "2 of 2 bucket(s) as declared (2 changed)" in out
+    assert "3 of 3 bucket(s) as declared (3 changed)" in out
 
     raw = raw_client(gateway.endpoint, owner("t1"))
     assert raw.get_bucket_location(Bucket="t1-evidence")["LocationConstraint"] == REGION
@@ -175,7 +175,7 @@ def test_apply_creates_each_bucket_as_declared_and_a_second_apply_changes_nothin
     code, out, _ = run(capsys, root, "storage", "apply", "lab")
     assert code == 0
     assert "create" not in out and "set " not in out
-    assert "2 of 2 bucket(s) as declared (0 changed)" in out
+    assert "3 of 3 bucket(s) as declared (0 changed)" in out
     code, out, _ = run(capsys, root, "storage", "check", "lab")
     assert code == 0 and "store as declared" in out
 
@@ -409,7 +409,7 @@ def test_a_name_taken_by_another_account_is_refused(gateway, tmp_path, capsys):
         "the name is taken by another account" in out
     )
     assert "site lab, bucket f3-evidence: converged" in out
-    assert "1 of 2 bucket(s) as declared (1 changed); FAILED: f3-datasets" in out
+    assert "2 of 3 bucket(s) as declared (2 changed); FAILED: f3-datasets" in out
 
 
 def test_throttling_is_retried_and_a_create_cut_short_converges_on_the_next_run(gateway, tmp_path, capsys):
@@ -554,7 +554,13 @@ def test_the_program_declares_each_bucket_as_a_dynamic_resource_without_keys():
     stack = load_stack(ROOT, "lab")
     plan = run_plan(stack)
     created = plan.of_type("pulumi-python:dynamic/aifactory:S3Bucket")
-    assert sorted(r.inputs["bucket"] for r in created) == ["lab-ci", "lab-datasets", "lab-evidence", "lab-research"]
+    assert sorted(r.inputs["bucket"] for r in created) == [
+        "lab-ci",
+        "lab-datasets",
+        "lab-evidence",
+        "lab-pulumi-state",
+        "lab-research",
+    ]
     declared = {d["bucket"]: d for d in spec.site_specs(stack.site)}
     for r in created:
         assert plan.parent_key(r) == f"aifactory:storage:Bucket::bucket-{r.inputs['bucket']}"

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from aifactory import labels
 from aifactory.bootstrap import run_playbook as _run_playbook
 from aifactory.stackfile import load_stack
-from aifactory.testhosts import lifecycle, netns
+from aifactory.testhosts import kube, lifecycle, netns
 from aifactory.testhosts.run import Run, run_id_for
 from aifactory.verify import runner
 
@@ -406,12 +407,34 @@ def test_the_lab_object_store_is_a_real_rgw_on_the_bridge(stack, hosts, cli, tmp
     assert probe.stdout.strip() == "open", probe.stderr
 
 
+def test_the_lab_cluster_is_a_real_api_server_with_the_hosts_as_nodes(stack, hosts):
+    from kubernetes import client
+
+    cp = kube.load(RUN.kube_dir)
+    assert cp is not None and cp.server == "https://172.29.0.1:6443"
+    assert cp.contexts == (stack.site.kubernetes.context,)
+
+    def read() -> tuple[dict[str, dict[str, str]], set[str]]:
+        api = cp.client()
+        nodes = {n.metadata.name: n.metadata.labels for n in client.CoreV1Api(api).list_node().items}
+        crds = {c.metadata.name for c in client.ApiextensionsV1Api(api).list_custom_resource_definition().items}
+        return nodes, crds
+
+    nodes, crds = netns.inside(RUN.netns, read)  # the API server is in the run's network, as the store is
+    assert nodes == {n.hostname: labels.node_labels(stack.site, n) for n in stack.site.nodes}
+    assert {"baremetalhosts.metal3.io", "ippools.nv-ipam.nvidia.com", "nicclusterpolicies.mellanox.com"} <= crds
+    assert lifecycle.status(RUN).cluster
+
+
 def test_the_lab_pipeline_end_to_end_on_this_run(stack, hosts, cli):
     """`aifactory lab` (what `make lab` runs) on this run's hosts, already bootstrapped: every step, for real."""
     code, out, err = cli("lab", "--run", RUN.id, "--keep")
     assert code == 0, out[-3000:] + err
-    for step in ("== test hosts up", "== bootstrap (second run", "== verify", "== object store of lab", "== evidence"):
+    for step in ("== test hosts up", "== pulumi up -s lab", "== bootstrap (second run", "== verify"):
         assert step in out
+    for step in ("== object store of lab", "== evidence", "== pulumi destroy -s lab"):
+        assert step in out
+    assert "pulumi preview (no changes expected)" in out and "Kubernetes objects of the stack is left" in out
     assert "all 2 node(s) verified" in out and "store as declared" in out
     assert re.search(r"(\d+) of \1 record\(s\) proven", out), out[-2000:]
     assert "lab run complete" in out

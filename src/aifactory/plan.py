@@ -208,7 +208,28 @@ def run_plan(stack: Stack) -> Plan:
 
     with _no_source_positions():
         program()
-    return Plan(stack.name, _tree_order(monitor.registrations), captured)
+    return Plan(stack.name, _tree_order(_engine_urns(monitor.registrations, stack.name)), captured)
+
+
+def _engine_urns(regs: list[Registration], stack: str) -> list[Registration]:
+    """The registrations under the URNs the engine gives them, not the mock runtime's.
+
+    The mock monitor (pulumi 3.260) names a resource by its immediate parent's type only, and puts
+    ``pulumi:pulumi:Stack$`` before a top-level resource's type; the engine chains the types of all
+    its ancestors but the stack (seen beside a real `pulumi preview`: tests/test_pulumi_sites.py).
+    """
+    by_urn = {r.urn: r for r in regs}
+    chains: dict[str, str] = {}
+
+    def chain(r: Registration) -> str:
+        if r.urn not in chains:
+            parent = by_urn.get(r.parent_urn)
+            chains[r.urn] = f"{chain(parent)}${r.type}" if parent else r.type
+        return chains[r.urn]
+
+    real = {r.urn: f"urn:pulumi:{stack}::{PROJECT}::{chain(r)}::{r.name}" for r in regs}
+    root = next((r.parent_urn for r in regs if r.parent_urn not in by_urn), "")
+    return [Registration(r.type, r.name, real[r.urn], real.get(r.parent_urn, root), r.inputs) for r in regs]
 
 
 @atexit.register

@@ -10,6 +10,7 @@ One module per audience:
     storage     storage, evidence                     (the site's in-country object store)
     mirror      mirror manifest, mirror check         (what the site's mirrors must serve, and do)
     secret      secret                                (values for stack files)
+    engines     engines                               (the pinned engines, built once per machine)
     testhosts   testhosts                             (the local test-host harness)
     lab         lab                                   (the whole job on the lab site)
 """
@@ -22,14 +23,14 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConfigError, OperationError
-from . import lab, mirror, operations, rollout, secret, sitedata, storage, testhosts
+from . import engines, lab, mirror, operations, rollout, secret, sitedata, storage, testhosts
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aifactory", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="project checkout (default: found from the current directory)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (sitedata, operations, rollout, storage, mirror, secret, testhosts, lab):
+    for module in (sitedata, operations, rollout, storage, mirror, secret, engines, testhosts, lab):
         module.register(sub)
     describe(sub)
     return parser

@@ -1,8 +1,10 @@
 """`aifactory lab`: the whole job on the lab site, end to end, on local test hosts.
 
-Each step calls the function its own command calls (validate, plan, inventory, testhosts up,
-bootstrap twice, verify, storage apply and check, evidence push and check), then takes the hosts
-down. The object store lives in the run's network namespace, so the storage steps run inside it.
+Each step calls the function its own command calls (engines build, validate, plan, inventory,
+testhosts up, `pulumi up` and a preview with no changes under the real CLI, bootstrap twice,
+verify, storage apply and check, evidence push and check, `pulumi destroy`), then takes the hosts
+down. The object store and the cluster live in the run's network namespace, so the steps that
+reach them run inside it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ def evidence_dir(root: Path, site: str) -> Path:
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    from ..engines import locate
+    from ..manifests import objects
     from ..plan import run_plan
-    from ..testhosts import lifecycle, netns
+    from ..testhosts import kube, lifecycle, netns
     from ..testhosts.run import Run
+    from . import lab_pulumi
 
     root = root_of(args)
     site = args.site
@@ -46,6 +51,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if not validate_sites(root, [site]):
         return 2
     (stack,) = gated(root, [site])
+    step("engines: the pinned Pulumi CLI, language host, Kubernetes provider, Kubernetes, etcd, helm")
+    engines = locate.ensure(root)
     step(f"plan {site} offline (Pulumi mock runtime)")
     plan = run_plan(stack)
     print(
@@ -58,6 +65,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
     try:
         step("test hosts up")
         lifecycle.up(stack, root, run)
+        step(f"pulumi up -s {site}, then pulumi preview: the real CLI, state in the lab's own object store")
+        client = _client(root, stack)
+        cli = lab_pulumi.cli_for(root, stack, run, engines)
+        netns.inside(run.netns, lambda: lab_pulumi.ensure_state_bucket(stack, client))
+        netns.inside(run.netns, lambda: lab_pulumi.up_and_preview(cli))
         step("bootstrap (first run)")
         first = bootstrap(stack, root, ssh_config=run.ssh_config)
         if first.failed_hosts:
@@ -73,7 +85,6 @@ def cmd_lab(args: argparse.Namespace) -> int:
         # The store is in the run's network: its steps run there; the records are written here, since
         # the audit report runs the Pulumi program, whose event loop belongs to the main thread.
         step(f"object store of {site}: apply, then check")
-        client = _client(root, stack)
         report = netns.inside(run.netns, lambda: apply_store(stack, client) and check_store(stack, client))
         if not report:
             return 1
@@ -82,6 +93,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
         proven = netns.inside(run.netns, lambda: _push_and_prove(stack, client, root, files))
         if any(r.failed for r in results) or not report.clean or not proven:
             return 1
+        step(f"pulumi destroy -s {site}: every object of the stack removed from the cluster")
+        netns.inside(run.netns, lambda: lab_pulumi.destroy(cli))
+        cp = kube.load(run.kube_dir)
+        if cp is None:
+            raise OperationError("the lab's control plane stopped during the run")
+        left = netns.inside(run.netns, lambda: lab_pulumi.leftovers(cp.client(), plan))
+        if left:
+            raise OperationError(f"pulumi destroy left {len(left)} object(s) in the cluster: {', '.join(left[:5])}")
+        print(f"none of the {len(objects(plan))} Kubernetes objects of the stack is left in the cluster")
     finally:
         if not args.keep:
             step("test hosts down")

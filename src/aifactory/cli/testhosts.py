@@ -32,7 +32,8 @@ def cmd_testhosts(args: argparse.Namespace) -> int:
     print(
         f"proxy relay: {'running' if st.relay else 'stopped'}; "
         f"artifact mirror: {'running' if st.mirror else 'stopped'}; "
-        f"object store: {'running' if st.store else 'stopped'}"
+        f"object store: {'running' if st.store else 'stopped'}; "
+        f"cluster: {'running' if st.cluster else 'stopped'}"
     )
     for name, ip, running, ssh in st.hosts:
         print(f"host {name} {ip}: {'running' if running else 'stopped'}, ssh {'open' if ssh else 'closed'}")

@@ -75,6 +75,22 @@ def enabled_components(site: Site) -> list[str]:
     return out
 
 
+def release_skipped(site: Site) -> str | None:
+    """Why the site's cluster cannot take the release, or None.
+
+    The chart's operator and operands are pods, and the release is installed atomically: it waits
+    for them to run and rolls back when they do not. Where no kubelet runs (the lab's test hosts),
+    they never would, so the release is skipped, and the program says so, rather than failing after
+    its timeout.
+    """
+    if site.kubernetes.nodes_joined:
+        return None
+    return (
+        f"no kubelet runs on the nodes of {site.code} (kubernetes.nodes_joined: false), "
+        "so the chart's pods could never run and the atomic install would roll back"
+    )
+
+
 @dataclass(frozen=True)
 class GpuOperatorArgs:
     site: Site
@@ -95,6 +111,11 @@ class GpuOperator(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
+        skipped = release_skipped(site)
+        if skipped:
+            pulumi.log.warn(f"skipped: the gpu-operator Helm release {site.gpu_stack.gpu_operator}: {skipped}", self)
+            self.register_outputs({"version": site.gpu_stack.gpu_operator, "skipped": skipped})
+            return
         # helm.v3.Release, not helm.v4.Chart: the chart upgrades its CRDs in a pre-upgrade hook Job.
         self.release = Release(
             f"{name}-release",

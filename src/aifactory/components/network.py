@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
+from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 
 from .. import catalog, labels, tenancy
@@ -194,6 +195,21 @@ class SiteNetwork(pulumi.ComponentResource):
         super().__init__("aifactory:site:Network", name, None, opts)
         site = args.site
         child = pulumi.ResourceOptions(parent=self)
+        # The IPPools and the rails' attachments live in the operator's namespace, which nothing else
+        # here creates: the real API server refused them (404, namespace not found) where the mock
+        # runtime had taken them. Its pods load drivers and device plugins: privileged.
+        namespace = Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": args.namespace,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                    labels.SITE: site.code,
+                    labels.MANAGED_BY: "aifactory",
+                },
+            },
+            opts=child,
+        )
         policy = CustomResource(
             "nic-cluster-policy",
             api_version="mellanox.com/v1alpha1",
@@ -202,7 +218,7 @@ class SiteNetwork(pulumi.ComponentResource):
             spec=nic_cluster_policy_spec(site),
             opts=child,
         )
-        after_policy = pulumi.ResourceOptions(parent=self, depends_on=[policy])
+        after_policy = pulumi.ResourceOptions(parent=self, depends_on=[policy, namespace])
         for i, rail in enumerate(site.network.fabric.rails):
             masters = rail_netdevs(site, i)
             if len(masters) != 1:

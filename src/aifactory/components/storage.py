@@ -11,7 +11,23 @@ from pulumi_kubernetes.storage.v1 import StorageClass
 from .. import labels
 from ..model import Site
 from ..storage.provider import S3Bucket
-from ..storage.spec import TAG_TENANT, site_specs
+from ..storage.spec import TAG_ROLE, TAG_TENANT, site_specs
+
+
+def kept_by_destroy(spec: dict[str, Any]) -> str | None:
+    """Why `pulumi destroy` (or the bucket leaving the program) keeps this bucket in the store, or None.
+
+    The provider refuses to delete a bucket with object lock or with objects in it, never forcing
+    it; three kinds of bucket are so by design: locked records, the stack's own state, and a
+    tenant's data (its tenant removed: the site deletes it by hand after its retention, tenancy.py).
+    """
+    if spec.get("objectLock"):
+        return "object lock: its records are kept for their retention, whatever happens to the stack"
+    if spec["tags"].get(TAG_ROLE) == "state":
+        return "it holds the Pulumi state of the very stack being destroyed"
+    if TAG_TENANT in spec["tags"]:
+        return f"tenant {spec['tags'][TAG_TENANT]}'s data: kept until the site deletes it by hand after its retention"
+    return None
 
 
 class ObjectBucket(pulumi.ComponentResource):
@@ -31,10 +47,9 @@ class ObjectBucket(pulumi.ComponentResource):
 
 
 def bucket_options(parent: pulumi.Resource, spec: dict[str, Any]) -> pulumi.ResourceOptions:
-    """A tenant's bucket is retained when it leaves the program (its tenant removed): Pulumi's
-    retainOnDelete, kept in the state, so `pulumi up` never asks the provider to delete a tenant's
-    data; the site declares its retention in retired_tenants and deletes it by hand after."""
-    return pulumi.ResourceOptions(parent=parent, retain_on_delete=TAG_TENANT in spec["tags"])
+    """Pulumi's retainOnDelete, kept in the state, for every bucket kept_by_destroy names: `pulumi up`
+    or `destroy` then forgets it and never asks the provider to delete it."""
+    return pulumi.ResourceOptions(parent=parent, retain_on_delete=kept_by_destroy(spec) is not None)
 
 
 @dataclass(frozen=True)
@@ -48,16 +63,18 @@ class SiteStorage(pulumi.ComponentResource):
         site = args.site
         child = pulumi.ResourceOptions(parent=self)
         for spec in site.storage.classes:
-            annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if spec.default else {}
+            metadata: dict[str, Any] = {
+                "name": spec.name,
+                "labels": {labels.SITE: site.code, labels.MANAGED_BY: "aifactory"},
+            }
+            if spec.default:
+                metadata["annotations"] = {"storageclass.kubernetes.io/is-default-class": "true"}
             StorageClass(
                 f"storageclass-{spec.name}",
-                metadata={
-                    "name": spec.name,
-                    "annotations": annotations,
-                    "labels": {labels.SITE: site.code, labels.MANAGED_BY: "aifactory"},
-                },
+                metadata=metadata,
                 provisioner=spec.provisioner,
-                parameters=spec.parameters,
+                # An empty map is not sent: the API server would store none, and the plan shows what is sent.
+                parameters=spec.parameters or None,
                 reclaim_policy=spec.reclaim_policy,
                 volume_binding_mode="WaitForFirstConsumer" if spec.kind == "local" else "Immediate",
                 allow_volume_expansion=spec.kind != "local",

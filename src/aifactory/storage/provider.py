@@ -43,7 +43,24 @@ def _where(props: dict[str, Any]) -> str:
 
 
 def _spec(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: props.get(k) for k in _SPEC_KEYS}
+    return {k: _whole(props.get(k)) for k in _SPEC_KEYS}
+
+
+def _whole(value: Any) -> Any:
+    """Whole numbers as ints again: the engine hands a provider every number as a float.
+
+    Pulumi's wire format is protobuf's Struct, whose numbers are doubles, so under the real engine
+    a lifecycle rule's 7 days arrive as 7.0, and boto3 refuses a float where S3 wants an integer
+    (seen: the first `pulumi up` of the lab failed on every bucket; calling the provider directly
+    with the spec's own ints had hidden it).
+    """
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
 
 
 def credentials_from_config(raw: Any) -> s3.Credentials | None:

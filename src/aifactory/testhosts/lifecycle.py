@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, OperationError
 from ..stackfile import Stack, display
-from . import hosts, netns, rgw, services
+from . import hosts, kube, netns, rgw, services
 from .proc import Say, alive, all_pids, cmdline, must, owned, port_open, run, say_stdout, stop, wait
 from .rootfs import ensure_rootfs
 from .run import HostState, Run, State, load_state, other_runs, save_state
@@ -84,6 +84,7 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     services.ensure_mirror(run_, state, a, say)
     save_state(run_, state)
     services.ensure_object_store(stack, root, run_, a.gateway, say)
+    services.ensure_control_plane(stack, root, run_, a.gateway, say)
     rootfs = netns.inside(run_.netns, lambda: ensure_rootfs(site, say))
     state.rootfs = str(rootfs)
     pubkey = hosts.make_key(run_)
@@ -120,6 +121,7 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     say(f"  ssh -F {run_.ssh_config} {all_hosts[0].name}")
     say(f"  aifactory bootstrap {site.code} --ssh-config {run_.ssh_config}")
     say(f"  ip netns exec {run_.netns} aifactory storage check {site.code}   (the store is inside the run's network)")
+    say(f"  KUBECONFIG={run_.kube_dir / 'kubeconfig'} ip netns exec {run_.netns} kubectl get nodes   (and the cluster)")
     return state
 
 
@@ -175,7 +177,9 @@ def _mounts(run_: Run) -> list[str]:
 
 
 def _live_runs(run_: Run) -> list[str]:
-    return [r for r in other_runs(run_) if netns.exists(Run(r, run_.site).netns)]
+    """The other runs alive on this machine: by their namespaces, not by a state folder (a run with another
+    AIFACTORY_STATE_DIR, or a test's, still uses the one proxy; stopping it under them broke their apt)."""
+    return [r for r in netns.live_runs() if r != run_.id]
 
 
 def down(run_: Run, say: Say = say_stdout) -> list[str]:
@@ -203,6 +207,8 @@ def down(run_: Run, say: Say = say_stdout) -> list[str]:
         removed.append(f"{len(orphans)} process(es) left inside the hosts stopped")
     if rgw.stop(run_.rgw_dir):
         removed.append("object store (Ceph RGW) stopped")
+    if kube.stop(run_.kube_dir):
+        removed.append("Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) stopped")
     rest = sorted(
         {*netns.pids(run_.netns), *_helpers(run_)}
         | ({state.relay_pid} if state and owned(state.relay_pid, run_.netns) else set())
@@ -231,6 +237,7 @@ class Status:
     relay: bool
     mirror: bool
     store: bool
+    cluster: bool
     hosts: list[tuple[str, str, bool, bool]]  # name, ip, running, ssh port open
     mounts: list[str]
     processes: list[int]
@@ -254,6 +261,7 @@ def status(run_: Run) -> Status:
         relay=bool(state and alive(state.relay_pid)),
         mirror=bool(state and alive(state.mirror_pid)),
         store=rgw.load(run_.rgw_dir) is not None,
+        cluster=kube.load(run_.kube_dir) is not None,
         hosts=hosts_,
         mounts=_mounts(run_),
         processes=sorted({*netns.pids(run_.netns), *_helpers(run_), *_inside_hosts(run_)}),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,10 @@ T = TypeVar("T")
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+PREFIX = "aifactory-"
+RUN_NETNS = re.compile(r"aifactory-[0-9a-f]{8}", re.ASCII)
+
+
 def setns(fd: int) -> None:
     """Join the network namespace open on ``fd`` (this thread only; os.setns arrives in Python 3.12)."""
     if _libc.setns(fd, CLONE_NEWNET) != 0:
@@ -36,6 +41,15 @@ def setns(fd: int) -> None:
 
 def path(name: str) -> Path:
     return NETNS_DIR / name
+
+
+def live_runs() -> list[str]:
+    """Ids of every run with a namespace on this machine, whatever state folder it keeps (`ip netns` names
+    them aifactory-<id> under /run/netns): what the machine's shared proxy serves."""
+    base = path("x").parent
+    if not base.is_dir():
+        return []
+    return sorted(p.name.removeprefix(PREFIX) for p in base.iterdir() if RUN_NETNS.fullmatch(p.name))
 
 
 def exists(name: str) -> bool:

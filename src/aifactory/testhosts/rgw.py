@@ -213,8 +213,8 @@ def start(
         c.run("ceph", "osd", "create", osd_uuid, "0")
         c.run("ceph-osd", "-i", "0", "--mkfs", "--osd-uuid", osd_uuid)
         pids["osd"] = _start_osd(c)
+        _save(directory, pids, address, rgw_port, region)  # before anything else can fail: stop() must find it
         c.run("ceph", "osd", "crush", "add", "osd.0", "1.0", "host=localhost", "root=default")
-        _save(directory, pids, address, rgw_port, region)
         # RGW creates the default zonegroup on its first start; its api_name (the only location a
         # bucket may be created in) is then set and RGW restarted to serve it.
         pids["rgw"] = c.daemon("rgw", "radosgw", "-n", _NAME)

@@ -9,10 +9,10 @@ import time
 from hashlib import sha256
 from pathlib import Path
 
+from ..caches import CACHE_ROOT
 from ..errors import OperationError
 from ..model import Site
 from .proc import Say
-from .run import CACHE_ROOT
 
 SUITE = "bookworm"
 PACKAGES = (

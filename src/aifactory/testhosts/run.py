@@ -22,7 +22,6 @@ from ..fsutil import read_model, write_atomic
 from ..stackfile import site_name_problem
 
 STATE_ROOT = Path(os.environ.get("AIFACTORY_STATE_DIR", "/var/lib/aifactory/testhosts"))
-CACHE_ROOT = Path(os.environ.get("AIFACTORY_CACHE_DIR", "/var/cache/aifactory"))
 SHARED = "shared"  # STATE_ROOT/shared: services the runs share (the package proxy)
 RUN_ID = re.compile(r"[0-9a-f]{8}")
 
@@ -82,6 +81,10 @@ class Run:
     @property
     def rgw_dir(self) -> Path:
         return self.dir / "rgw"
+
+    @property
+    def kube_dir(self) -> Path:
+        return self.dir / "kube"
 
 
 _Pid = Annotated[int, Field(ge=0, le=4_194_304)]  # the kernel's pid_max ceiling (PID_MAX_LIMIT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,58 @@ def write_stack(where: Path, doc: dict[str, Any]) -> None:
 
 def read_stack(where: Path) -> dict[str, Any]:
     return yaml.safe_load((where / "stacks" / "Pulumi.lab.yaml").read_text())
+
+
+def with_venv(where: Path) -> None:
+    """The scratch project's `.venv` is this interpreter's, as the checkout's is."""
+    link = where / ".venv"
+    if not link.exists():
+        link.symlink_to(Path(sys.prefix))
+
+
+def pulumi_project(root: Path, where: Path, *, lab_passphrase: bool = True) -> Path:
+    """A folder the real CLI can run the program in: Pulumi.yaml, the program entry, the lab passphrase.
+
+    Without the lab passphrase (``lab_passphrase=False``) the policy cannot tell a stack keyed with
+    it, as in a project whose stacks are not the lab's.
+    """
+    (where / "stacks").mkdir(parents=True, exist_ok=True)
+    shutil.copy(root / "Pulumi.yaml", where / "Pulumi.yaml")
+    shutil.copy(root / "stacks" / "__main__.py", where / "stacks" / "__main__.py")
+    if lab_passphrase:
+        shutil.copy(root / "stacks" / "lab.passphrase", where / "stacks" / "lab.passphrase")
+    with_venv(where)
+    return where
+
+
+def reencrypted(doc: dict[str, Any], passphrase: str) -> dict[str, Any]:
+    """The stack document with a fresh salt for ``passphrase`` and every secret replaced by a stand-in.
+
+    A country's real passphrase stays with its team, so a copy that the real CLI can decrypt gets
+    its own: each ``secure:`` value becomes the ciphertext of ``stand-in-<its path>``.
+    """
+    from ..secrets import Crypter
+
+    crypter, state = Crypter.new(passphrase)
+    out = copy.deepcopy(doc)
+    out["encryptionsalt"] = state
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"secure"}:
+                return {"secure": crypter.encrypt(f"stand-in-{path}")}
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        return node
+
+    out["config"] = walk(out["config"], "")
+    return out
+
+
+def country_copy(root: Path, where: Path, site: str, passphrase: str) -> Path:
+    """A Pulumi project in ``where`` holding a copy of ``site``'s stack whose secrets open with ``passphrase``."""
+    pulumi_project(root, where)
+    doc = yaml.safe_load((root / "stacks" / f"Pulumi.{site}.yaml").read_text())
+    (where / "stacks" / f"Pulumi.{site}.yaml").write_text(yaml.safe_dump(reencrypted(doc, passphrase), sort_keys=False))
+    return where

@@ -5,7 +5,9 @@
   the run's namespace, since the proxy alone needs the internet;
 - the artifact mirror (NCCL's redistributable from PyPI): files in a shared cache, served by an
   http.server inside the run's namespace;
-- the object store: a one-node Ceph RGW inside the run's namespace, with the stack's keys.
+- the object store: a one-node Ceph RGW inside the run's namespace, with the stack's keys;
+- the cluster: a real Kubernetes control plane (``kube``) on the bridge address, with the CRDs the
+  program declares objects of and the run's hosts registered as Nodes.
 """
 
 from __future__ import annotations
@@ -26,14 +28,17 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..caches import CACHE_ROOT
 from ..errors import ConfigError, OperationError, Problem
 from ..fsutil import read_model, write_atomic
 from ..model import Site
 from ..stackfile import SITE_KEY, Stack
-from . import netns, rgw
+from . import kube, netns, rgw
 from .proc import Say, alive, must, owned, port_open, spawn, stop, wait
-from .run import CACHE_ROOT, SHARED, STATE_ROOT, Run, State
+from .run import SHARED, STATE_ROOT, Run, State
 
+# Upstream files vendored at their pinned tags (tests/fixtures/schemas/SOURCES.md), relative to the checkout.
+SCHEMAS = Path("tests/fixtures/schemas")
 # Debian's archive, which the package proxy serves to the hosts.
 UPSTREAM_DEBIAN = "http://deb.debian.org/debian/"
 
@@ -309,3 +314,61 @@ def ensure_object_store(stack: Stack, root: Path, run: Run, gateway: str, say: S
             say=lambda m: say(f"object store: {m}"),
         ),
     )
+
+
+# -- the Kubernetes control plane ------------------------------------------------------------
+
+API_PORT = 6443  # kube-apiserver's customary port, on the bridge address inside the run's namespace
+
+
+def crd_paths(site: Site) -> dict[str, str]:
+    """The CRD file of each custom kind the program declares, under tests/fixtures/schemas, at the site's pins."""
+    from .. import catalog
+
+    net = f"network-operator/v{site.gpu_stack.network_operator}"
+    return {
+        "NicClusterPolicy": f"{net}/nicclusterpolicies.crd.yaml",
+        "IPPool": f"{net}/ippools.crd.yaml",
+        "NetworkAttachmentDefinition": f"{net}/networkattachmentdefinitions.crd.yaml",
+        "BareMetalHost": f"baremetal-operator/{catalog.METAL3_BAREMETAL_OPERATOR}/baremetalhosts.crd.yaml",
+    }
+
+
+def crd_files(root: Path, site: Site) -> list[Path]:
+    """The files themselves: the project's, or (a scratch project has none) those of the checkout running this."""
+    base = root if (root / SCHEMAS).is_dir() else Path(__file__).resolve().parents[3]
+    return [base / SCHEMAS / rel for rel in crd_paths(site).values()]
+
+
+def site_nodes(site: Site) -> list[kube.NodeSpec]:
+    """The site's nodes as Nodes: the labels the inventory gives Kubespray's node_labels, and their address."""
+    from .. import labels
+
+    return [kube.NodeSpec(n.hostname, labels.node_labels(site, n), str(n.management_ip)) for n in site.nodes]
+
+
+def ensure_control_plane(stack: Stack, root: Path, run: Run, gateway: str, say: Say) -> kube.ControlPlane:
+    """etcd, kube-apiserver and kube-controller-manager in the run's namespace, the CRDs, the hosts as Nodes."""
+    from ..engines import locate
+
+    site = stack.site
+    if (cp := kube.load(run.kube_dir)) is not None:
+        say(f"Kubernetes: control plane {cp.server} already up")
+        return cp
+    engines = locate.ensure(root, ["kube", "etcd"], say)
+
+    def bring_up() -> kube.ControlPlane:
+        cp = kube.start(
+            run.kube_dir,
+            engines,
+            contexts=[site.kubernetes.context],
+            address=gateway,
+            port=API_PORT,
+            service_cidr=str(site.network.services),
+            say=lambda m: say(f"Kubernetes: {m}"),
+        )
+        kube.apply_crds(cp, crd_files(root, site), say=lambda m: say(f"Kubernetes: {m}"))
+        kube.register_nodes(cp, site_nodes(site), say=lambda m: say(f"Kubernetes: {m}"))
+        return cp
+
+    return netns.inside(run.netns, bring_up)
