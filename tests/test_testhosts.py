@@ -277,12 +277,16 @@ def test_the_whole_toolkit_resolves_on_the_mirror_in_check_mode(stack, hosts, tm
 def test_mirror_check_asks_the_labs_own_mirrors_for_real(stack, hosts, cli):
     """The Debian packages the roles pin and the NCCL redistributable, asked of the lab's proxy and artifact mirror."""
     code, out, err = netns.inside(
-        RUN.netns, lambda: cli("mirror", "check", SITE, "--mirror", "debian", "--mirror", "artifacts")
+        # A generous per-request timeout: on a clean machine the proxy fetches Debian's indexes cold.
+        RUN.netns,
+        lambda: cli("mirror", "check", SITE, "--timeout", "60", "--mirror", "debian", "--mirror", "artifacts"),
     )
     lines = out.splitlines()
     # The harness cannot fetch nccl-tests' source here (no route to GitHub), so the lab's mirror lacks it,
     # and says so; the lab's nodes have no GPU, so the role never asks for it.
-    (missing,) = [line for line in lines[:-1] if not line.startswith("ok ")]
+    not_ok = [line for line in lines[:-1] if not line.startswith("ok ")]
+    assert len(not_ok) == 1, out + err
+    (missing,) = not_ok
     assert missing.startswith("MISSING     file artifacts nccl-tests 2.19.6"), missing
     assert code == 1, out + err
     nccl = next(line for line in lines if " artifacts nvidia-nccl-cu11 " in line)
