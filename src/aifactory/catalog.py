@@ -119,6 +119,10 @@ class Sku:
     ports: PortMap | None = None
     # GPUDirect RDMA write bandwidth each compute HCA must reach (ib_write_bw --use_cuda).
     gdr_write_gbps: Threshold | None = None
+    # The node's CPU architecture, as Python's platform.machine() and PyPI's wheel tags name it: it
+    # picks the redistributable a node takes. DGX H100/H200 (2 x Intel Xeon Platinum 8480C) and DGX
+    # B200 (2 x Intel Xeon Platinum 8570) are x86_64 (each system's user guide, hardware overview).
+    cpu_arch: str = "x86_64"
 
 
 _DGX_H100_GUIDE = Source(

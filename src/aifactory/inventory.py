@@ -151,6 +151,11 @@ def hosts(site: Site) -> dict[str, Any]:
         by_sku[n.sku][n.hostname] = None
     pools = {f"pool_{_group(name)}": {"hosts": members} for name, members in by_pool.items()}
     skus = {f"sku_{_group(sku)}": {"hosts": members} for sku, members in by_sku.items()}
+    # One group per rack: its group_vars carry the rack's IMEX domain (group_vars_rack).
+    racks = {
+        rack_group(name): {"hosts": {n.hostname: None for n in members}}
+        for name, members in site.rack_nodes().items()
+    }
     return {
         "all": {
             "hosts": all_hosts,
@@ -159,8 +164,25 @@ def hosts(site: Site) -> dict[str, Any]:
                 f"site_{_group(site.code)}": {"children": {"gpu_nodes": None}},
                 **pools,
                 **skus,
+                **racks,
             },
         }
+    }
+
+
+def rack_group(rack: str) -> str:
+    return f"rack_{_group(rack)}"
+
+
+def group_vars_rack(site: Site, rack: str) -> dict[str, Any]:
+    """The rack's IMEX domain: every tray's management address, in the order the rack lists them.
+
+    Every tray of the rack gets the same list (roles/nvidia_imex writes it to nodes_config.cfg):
+    the IMEX service refuses to form a domain whose nodes hold different maps.
+    """
+    return {
+        "aifactory_rack": rack,
+        "nvidia_imex_nodes": [str(n.management_ip) for n in site.rack_nodes()[rack]],
     }
 
 
@@ -230,6 +252,8 @@ def render(stack: Stack, root: Path) -> list[Rendered]:
     ]
     for sku in sorted({p.sku for p in stack.site.pools}):
         files.append(Rendered(base / "group_vars" / f"sku_{_group(sku)}.yml", doc(group_vars_sku(stack.site, sku))))
+    for rack in stack.site.rack_nodes():
+        files.append(Rendered(base / "group_vars" / f"{rack_group(rack)}.yml", doc(group_vars_rack(stack.site, rack))))
     return files
 
 

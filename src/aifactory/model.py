@@ -174,6 +174,18 @@ class Node(Strict):
     mac: MacAddress = Field(description="MAC address of the provisioning (PXE) interface")
 
 
+class Rack(Strict):
+    """A physical rack of a pool's nodes; on a rack-scale SKU (GB200 NVL72) also one NVLink domain.
+
+    ``trays`` are the pool's node indexes (1-based, as ``{index}`` in the hostname scheme) of the
+    compute trays the rack holds. The rack drives the IMEX domain (nodes_config.cfg), the
+    nvidia.com/gpu.clique expectation, the aifactory.io/rack label and the rollout's batches.
+    """
+
+    name: DnsLabel
+    trays: list[Annotated[int, Field(ge=1, le=MAX_NODES_PER_POOL)]] = Field(min_length=1, max_length=1024)
+
+
 class NodePool(Strict):
     name: DnsLabel
     sku: SkuName
@@ -190,10 +202,41 @@ class NodePool(Strict):
         default=None,
         description="MIG configuration of this pool's nodes (node label nvidia.com/mig.config); unset: MIG off",
     )
+    racks: list[Rack] = Field(
+        default_factory=list,
+        max_length=4096,
+        description="Which of the pool's nodes each rack holds; on a rack-scale SKU each rack is one NVLink domain",
+    )
+
+    @model_validator(mode="after")
+    def _trays_in_one_rack(self) -> NodePool:
+        """Every tray a rack names is a node of the pool, and no tray is in two racks (or twice in one)."""
+        seen: dict[int, str] = {}
+        for i, rack in enumerate(self.racks):
+            for k, tray in enumerate(rack.trays):
+                if tray > len(self.nodes):
+                    raise FieldError(
+                        ("racks", i, "trays", k),
+                        f"rack {rack.name} names tray {tray}, but pool {self.name} has {len(self.nodes)} node(s)",
+                    )
+                if tray in seen:
+                    other = seen[tray]
+                    where = f"racks {other} and {rack.name}" if other != rack.name else f"rack {rack.name} twice"
+                    raise FieldError(
+                        ("racks", i, "trays", k),
+                        f"tray {tray} of pool {self.name} is in {where}: a tray sits in one rack",
+                    )
+                seen[tray] = rack.name
+        return self
 
     @property
     def count(self) -> int:
         return len(self.nodes)
+
+    @cached_property
+    def rack_of(self) -> dict[int, str]:
+        """Node index (1-based) -> the rack holding it."""
+        return {tray: rack.name for rack in self.racks for tray in rack.trays}
 
     @property
     def spec(self) -> Sku:
@@ -428,6 +471,7 @@ class Site(Strict):
 
         for label, key, names in (
             ("pool", "pools", [p.name for p in self.pools]),
+            ("rack", "pools", [r.name for p in self.pools for r in p.racks]),
             ("tenant", "tenants", [t.name for t in self.tenants]),
             ("rail", "network.fabric.rails", [r.name for r in self.network.fabric.rails]),
             ("bucket", "storage.object_store.buckets", [b.name for b in self.storage.object_store.buckets]),
@@ -477,6 +521,7 @@ class Site(Strict):
                         storage_ip=_nth(self.network.storage.cidr, host),
                         bmc_ip=hw.bmc,
                         mac=hw.mac,
+                        rack=pool.rack_of.get(i + 1),
                     )
                 )
         return views
@@ -495,6 +540,15 @@ class Site(Strict):
 
     def pool(self, name: str) -> NodePool:
         return next(p for p in self.pools if p.name == name)
+
+    def rack_nodes(self) -> dict[str, list[NodeView]]:
+        """Each rack's nodes, in the order the rack lists its trays (the IMEX domain's order)."""
+        by_index = {(n.pool, n.index): n for n in self.nodes}
+        return {
+            rack.name: [by_index[(pool.name, tray)] for tray in rack.trays]
+            for pool in self.pools
+            for rack in pool.racks
+        }
 
     def rail_ports(self, sku: str) -> tuple[Port, ...] | None:
         """The compute ports the rails run over on nodes of this SKU (rail N: the port beside GPU N).
@@ -535,6 +589,7 @@ class NodeView(BaseModel):
     storage_ip: IPv4Address | None
     bmc_ip: IPv4Address
     mac: str
+    rack: str | None = None
 
 
 def _nth(net: IPv4Network, host: int) -> IPv4Address | None:

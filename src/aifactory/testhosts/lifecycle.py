@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog import SKUS
 from ..errors import ConfigError, OperationError
 from ..stackfile import Stack, display
 from . import hosts, netns, rgw, services
@@ -84,8 +85,12 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     services.ensure_mirror(run_, state, a, say)
     save_state(run_, state)
     services.ensure_object_store(stack, root, run_, a.gateway, say)
-    rootfs = netns.inside(run_.netns, lambda: ensure_rootfs(site, say))
-    state.rootfs = str(rootfs)
+    # One rootfs per CPU architecture the site's SKUs have (GB200 trays are aarch64, DGX x86_64).
+    machines = {n.hostname: SKUS[n.sku].cpu_arch for n in site.nodes}
+    rootfs = {
+        m: netns.inside(run_.netns, lambda m=m: ensure_rootfs(site, say, m)) for m in sorted(set(machines.values()))
+    }
+    state.rootfs = ",".join(str(r) for r in rootfs.values())
     pubkey = hosts.make_key(run_)
     running = sum(len(s.hosts) for r in other_runs(run_) if (s := _state_or_none(Run(r, run_.site))))
     make_room_for(len(site.nodes) + running, say)
@@ -97,7 +102,9 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
         h = known.get(node.hostname) or HostState(name=node.hostname, ip=str(node.management_ip))
         h.ip = str(node.management_ip)
         if not alive(h.pid):
-            merged = hosts.prepare(run_, site, rootfs, name=h.name, ip=h.ip, prefix=a.prefix, pubkey=pubkey)
+            merged = hosts.prepare(
+                run_, site, rootfs[machines[h.name]], name=h.name, ip=h.ip, prefix=a.prefix, pubkey=pubkey
+            )
             h.pid = netns.inside(run_.netns, lambda h=h, merged=merged: hosts.boot(run_, h.name, merged))
             started.append(h)
         all_hosts.append(h)
@@ -114,7 +121,7 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     for h in all_hosts:
         wait(f"an SSH login to {h.name}", lambda h=h: hosts.ssh_ready(run_, h.name), 60)
     for h in all_hosts:
-        say(f"host {h.name}: {h.ip} {'started' if h in started else 'already up'} (pid {h.pid})")
+        say(f"host {h.name}: {h.ip} {machines[h.name]} {'started' if h in started else 'already up'} (pid {h.pid})")
     took, total = time.monotonic() - t_hosts, time.monotonic() - t0
     say(f"test hosts up: {len(all_hosts)} in {took:.1f} s (all steps {total:.1f} s)")
     say(f"  ssh -F {run_.ssh_config} {all_hosts[0].name}")

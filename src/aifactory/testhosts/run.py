@@ -110,7 +110,7 @@ class State(_State):
     hosts: list[HostState] = Field(default_factory=list, max_length=4096)
     relay_pid: _Pid = 0
     mirror_pid: _Pid = 0
-    rootfs: Annotated[str, StringConstraints(max_length=4096)] = ""
+    rootfs: Annotated[str, StringConstraints(max_length=8192)] = ""  # one per CPU architecture, comma-separated
 
 
 def load_state(run: Run) -> State | None:

@@ -39,6 +39,10 @@ def for_branch(table: list[dict[str, Any]], branch: int) -> list[str]:
     return []
 
 
+# CPU architectures as the node reports them (uname -m, Ansible's ansible_architecture).
+MACHINES = ("x86_64", "aarch64")
+
+
 @dataclass(frozen=True)
 class SkuFacts:
     """What verify checks of a node's system, from the catalog's SKU."""
@@ -59,6 +63,7 @@ class NodeExpectations:
     cuda: str
     cuda_components: str
     nccl_version: str
+    # "<distro>/<machine>" -> the driver packages pinned and held there.
     driver_packages: dict[str, list[str]]
     persistenced_package: dict[str, str]
     cuda_packages: dict[str, list[str]]
@@ -122,12 +127,17 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     deb, ubu = role_vars(root, "nvidia_driver", "Debian"), role_vars(root, "nvidia_driver", "Ubuntu")
     b = g.driver_branch
     rv = {d: role_vars(root, "rdma", d) for d in ("Debian", "Ubuntu")}
-    ubuntu_driver = for_branch(ubu["nvidia_driver_packages"], b)
-    if sku.nvswitch:
-        ubuntu_driver += for_branch(ubu["nvidia_driver_fabric_manager_packages"], b)
-    if sku.nvlink_generation >= 5:
-        ubuntu_driver += for_branch(ubu["nvidia_driver_nvlink5_pinned_packages"], b)
-        ubuntu_driver += list(ubu["nvidia_driver_nvlink5_packages"])
+
+    def ubuntu_driver(machine: str) -> list[str]:
+        """What roles/nvidia_driver installs on Ubuntu for this branch, SKU and CPU (its packages_ubuntu.yml)."""
+        names = for_branch(ubu["nvidia_driver_packages"], b)
+        if sku.nvswitch:
+            names += for_branch(ubu["nvidia_driver_fabric_manager_packages"], b)
+        if sku.nvlink_generation >= 5:
+            if machine in ubu["nvidia_driver_nvsdm_architectures"]:
+                names += for_branch(ubu["nvidia_driver_nvsdm_packages"], b)
+            names += for_branch(ubu["nvidia_driver_nvlink5_packages"], b)
+        return names
     return NodeExpectations(
         site=site.code,
         hostname=node.hostname,
@@ -136,7 +146,10 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         cuda=g.cuda,
         cuda_components=g.cuda_components,
         nccl_version=g.nccl_version,
-        driver_packages={"debian": list(deb["nvidia_driver_packages"]), "ubuntu": ubuntu_driver},
+        driver_packages={
+            **{f"debian/{m}": list(deb["nvidia_driver_packages"]) for m in MACHINES},
+            **{f"ubuntu/{m}": ubuntu_driver(m) for m in MACHINES},
+        },
         persistenced_package={"debian": deb["nvidia_driver_persistenced_package"], "ubuntu": ""},
         cuda_packages={
             "debian": list(cuda["cuda_toolkit_packages_debian"][g.cuda_components]),

@@ -125,7 +125,9 @@ def test_kernel_parameters_live(host, expect: NodeExpectations, facts: Facts):
 
 
 def test_driver_packages_pinned_and_held(host, expect: NodeExpectations, facts: Facts):
-    problems = _pinned_and_held(host, expect.driver_packages[facts.distro], expect.driver + "-")
+    packages = expect.driver_packages.get(f"{facts.distro}/{facts.machine}")
+    assert packages is not None, f"no driver packages are known for {facts.distro} on {facts.machine}"
+    problems = _pinned_and_held(host, packages, expect.driver + "-")
     if expect.persistenced_package[facts.distro]:
         problems += _pinned_and_held(host, [expect.persistenced_package[facts.distro]], "")
     assert not problems, "; ".join(problems)
@@ -161,8 +163,11 @@ def test_nvcc_version(host, expect: NodeExpectations):
 
 _CUDART = """
 import ctypes, json, os, subprocess
+import platform
+# ldconfig -p tags each entry with its ABI: "libc6,x86-64" on amd64, "libc6,AArch64" on arm64.
+abi = {"x86_64": "x86-64", "aarch64": "AArch64"}[platform.machine()]
 lines = [l for l in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()
-         if "libcudart.so." in l and "x86-64" in l]
+         if "libcudart.so." in l and abi in l]
 if not lines:
     print(json.dumps({"path": None})); raise SystemExit
 path = lines[0].split("=>")[1].strip()
