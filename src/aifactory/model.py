@@ -21,7 +21,17 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from . import grammar
-from .catalog import GPU_OPERATOR_REPOSITORIES, NETWORK_OPERATOR_IMAGES, SKUS, Port, Sku, Version, known_skus
+from .catalog import (
+    GPU_OPERATOR_REPOSITORIES,
+    NETWORK_OPERATOR_IMAGES,
+    SKUS,
+    Port,
+    PortMap,
+    Sku,
+    Source,
+    Version,
+    known_skus,
+)
 from .grammar import FieldError, shown
 from .iso3166 import COUNTRY_CODES
 
@@ -61,6 +71,12 @@ S3Region = Annotated[str, AfterValidator(grammar.s3_region)]
 BucketName = Annotated[str, AfterValidator(grammar.bucket_name)]
 S3User = Annotated[str, AfterValidator(grammar.s3_user)]
 HostnameScheme = Annotated[str, AfterValidator(grammar.hostname_scheme)]
+PciAddress = Annotated[
+    str,
+    AfterValidator(
+        grammar.pattern(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", "a PCI address as sysfs names it (0000:18:00.0)")
+    ),
+]
 NcclVersion = Annotated[
     str,
     AfterValidator(
@@ -174,6 +190,27 @@ class Node(Strict):
     mac: MacAddress = Field(description="MAC address of the provisioning (PXE) interface")
 
 
+class ReportedPort(Strict):
+    """A compute port as a node reported it: the NIC function nearest to one GPU on the PCI tree."""
+
+    gpu: PciAddress = Field(description="the GPU this port sits beside")
+    pci: PciAddress = Field(description="the NIC function")
+    rdma: RdmaDevice
+    netdev: IfName
+
+
+class Topology(Strict):
+    """A pool's compute ports in rail order, read from one of its nodes (`aifactory topology SITE --node HOST`).
+
+    For SKUs whose port table no NVIDIA source gives (DGX B200, GB200 trays): the names are the
+    node's, never invented. Rail N runs over ``compute[N]``; verify compares every node of the pool
+    with it and fails a node whose own topology differs, naming both.
+    """
+
+    reported_by: DnsLabel = Field(description="the node it was read from")
+    compute: list[ReportedPort] = Field(min_length=1, max_length=64)
+
+
 class Rack(Strict):
     """A physical rack of a pool's nodes; on a rack-scale SKU (GB200 NVL72) also one NVLink domain.
 
@@ -201,6 +238,10 @@ class NodePool(Strict):
     mig_config: MigProfile | None = Field(
         default=None,
         description="MIG configuration of this pool's nodes (node label nvidia.com/mig.config); unset: MIG off",
+    )
+    topology: Topology | None = Field(
+        default=None,
+        description="compute ports as a node of the pool reported them, where the catalog has no port table",
     )
     racks: list[Rack] = Field(
         default_factory=list,
@@ -550,18 +591,40 @@ class Site(Strict):
             for rack in pool.racks
         }
 
+    def port_map(self, sku: str) -> PortMap | None:
+        """The SKU's compute ports: NVIDIA's table from the catalog, else what a pool's node reported.
+
+        None where neither exists (policy net.port-map reports it). Pools of one SKU that reported
+        different names are refused by net.port-map; the first pool's report stands here.
+        """
+        ports = SKUS[sku].ports
+        if ports is not None:
+            return ports
+        pool = next((p for p in self.pools if p.sku == sku and p.topology is not None), None)
+        if pool is None or pool.topology is None:
+            return None
+        return PortMap(
+            tuple(
+                # The node reported the netdev in the mode its port runs: one name serves both.
+                Port(f"beside GPU {port.gpu}", port.pci, port.rdma, port.netdev, port.netdev, "compute", i)
+                for i, port in enumerate(pool.topology.compute)
+            ),
+            Source(f"reported by {pool.topology.reported_by} (pool {pool.name}, pools[].topology of the stack)"),
+        )
+
     def rail_ports(self, sku: str) -> tuple[Port, ...] | None:
         """The compute ports the rails run over on nodes of this SKU (rail N: the port beside GPU N).
 
-        None where the catalog has no port map for the SKU (policy net.port-map reports it).
+        None where neither the catalog nor a pool's reported topology names them (policy net.port-map).
         """
-        ports = SKUS[sku].ports
-        return None if ports is None else ports.compute[: len(self.network.fabric.rails)]
+        ports = self.port_map(sku)
+        rails = min(len(self.network.fabric.rails), SKUS[sku].compute_nics)
+        return None if ports is None else ports.compute[:rails]
 
     @property
     def rail_skus(self) -> list[str]:
-        """SKUs in this site whose rails are known from the catalog, in pool order."""
-        return list(dict.fromkeys(p.sku for p in self.pools if p.spec.ports is not None))
+        """SKUs in this site whose rails are known (catalog or reported), in pool order."""
+        return list(dict.fromkeys(p.sku for p in self.pools if self.port_map(p.sku) is not None))
 
 
 def ipam_blocks(cidr: IPv4Network, block: int) -> int:

@@ -77,6 +77,11 @@ class NodeExpectations:
     # distro -> (open kernel modules, DMA-BUF minimum kernel, peermem module), from roles/rdma/vars.
     gpudirect: dict[str, tuple[bool, str, str]]
     gdr_write: Threshold | None
+    # The compute ports in rail order as (GPU PCI address or "" where the source names GPUs by
+    # index, NIC PCI address, RDMA device, netdev), and where they come from: the catalog's NVIDIA
+    # table or a node's report recorded in the stack. Empty where neither exists.
+    topology: list[tuple[str, str, str, str]]
+    topology_source: str
 
     def gpudirect_method(self, distro: str, kernel: str) -> str:
         """DMA-BUF with open modules on a new enough kernel, nvidia-peermem otherwise (the role's rule)."""
@@ -108,6 +113,7 @@ class NodeExpectations:
                 "gdr_write": threshold(raw["gdr_write"]),
                 "rails": {k: tuple(v) for k, v in raw["rails"].items()},
                 "gpudirect": {k: tuple(v) for k, v in raw["gpudirect"].items()},
+                "topology": [tuple(v) for v in raw["topology"]],
             }
         )
 
@@ -173,4 +179,19 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
             for d in rv
         },
         gdr_write=sku.gdr_write_gbps,
+        **topology_of(site, node),
     )
+
+
+def topology_of(site: Site, node: NodeView) -> dict[str, Any]:
+    """What verify compares a node's own PCI topology with: its SKU's port map, rail by rail."""
+    ports = site.port_map(node.sku)
+    if ports is None:
+        return {"topology": [], "topology_source": ""}
+    fabric = site.network.fabric.type
+    pool = site.pool(node.pool)
+    reported = pool.topology.compute if pool.topology is not None and SKUS[node.sku].ports is None else None
+    rows = [
+        (reported[i].gpu if reported else "", p.pci, p.rdma, p.netdev(fabric)) for i, p in enumerate(ports.compute)
+    ]
+    return {"topology": rows, "topology_source": str(ports.source)}

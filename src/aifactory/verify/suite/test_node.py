@@ -16,6 +16,7 @@ from conftest import Facts, run_python
 from aifactory.verify.expectations import NodeExpectations
 from aifactory.verify.parsers import parse_all_reduce, parse_ib_write_bw, parse_nvlink_status
 from aifactory.verify.probe import NCCL_SNIPPET, nccl_version
+from aifactory.verify.topology import TOPOLOGY_SNIPPET, differences, rails
 
 SUPPORTED = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
 MIN_KERNEL = (5, 15)
@@ -313,6 +314,26 @@ def test_rdma_rails_active(host, expect: NodeExpectations):
         if not host.file(f"/sys/class/net/{netdev}").exists:
             problems.append(f"{rail}: no netdev {netdev}")
     assert not problems, "; ".join(problems)
+
+
+def test_pci_topology_matches_the_pool(host, expect: NodeExpectations):
+    """The NIC beside each GPU, read from this node's sysfs, is the one its pool's rail runs over.
+
+    A node cabled or populated differently from its pool (a NIC in another slot, a renamed device)
+    fails here, naming what the node reports and what the pool declares.
+    """
+    report = run_python(host, TOPOLOGY_SNIPPET)
+    if not report["gpus"]:
+        pytest.skip("no NVIDIA GPU on this node's PCI bus (/sys/bus/pci/devices): no GPU/NIC topology to compare")
+    found = rails(report)
+    if not expect.topology:
+        reported = ", ".join(f"GPU {b.gpu}: {b.names()}" for b in found) or "no RDMA NIC"
+        pytest.fail(
+            f"nothing records the compute ports of {expect.sku.name} (the catalog has no NVIDIA table): this node "
+            f"reports {reported}; record them with `aifactory topology {expect.site} --node {expect.hostname}`"
+        )
+    problems = differences(expect.topology, found)
+    assert not problems, "; ".join(problems) + f" [pool's ports: {expect.topology_source}]"
 
 
 def test_gpudirect_rdma(host, expect: NodeExpectations, facts: Facts):
