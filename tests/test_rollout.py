@@ -47,6 +47,29 @@ def test_percent_batches_round_up_and_no_canary_starts_at_batch_one():
     assert order([], 1, batch_size("1")) == []
 
 
+def test_an_nvlink_domain_is_never_split_between_batches():
+    """Half a rack's IMEX domain out of service is all of it degraded: a domain's nodes go in one batch."""
+    site = load_stack(ROOT, "ma").site
+    nodes = [n for n in site.nodes if n.pool == "h100a"]  # 16 nodes; play four racks of four as domains
+
+    def domain(n):
+        return f"r{(n.index - 1) // 4}"
+
+    batches = order(nodes, 1, BatchSize(3, False), domain)
+    assert [len(b.nodes) for b in batches] == [4, 4, 4, 4]  # the canary takes the first domain whole
+    by_domain: dict[str, set[int]] = {}
+    for b in batches:
+        for h in b.nodes:
+            by_domain.setdefault(domain(next(n for n in nodes if n.hostname == h)), set()).add(b.index)
+    assert all(len(indexes) == 1 for indexes in by_domain.values())
+    # Domains smaller than a batch share one; a domain never straddles two.
+    mixed = order(nodes, 0, BatchSize(6, False), lambda n: domain(n) if n.index <= 8 else None)
+    assert [len(b.nodes) for b in mixed] == [4, 6, 6]
+    assert set(mixed[0].nodes) == {n.hostname for n in nodes[:4]}
+    # Without domains the order is what it always was.
+    assert order(nodes, 1, BatchSize(5, False)) == order(nodes, 1, BatchSize(5, False), lambda _n: None)
+
+
 def _refused(capsys, *args: str) -> str:
     from aifactory.cli import main
 
