@@ -123,6 +123,23 @@ class Sku:
     # picks the redistributable a node takes. DGX H100/H200 (2 x Intel Xeon Platinum 8480C) and DGX
     # B200 (2 x Intel Xeon Platinum 8570) are x86_64 (each system's user guide, hardware overview).
     cpu_arch: str = "x86_64"
+    # Rack-scale systems (GB200 NVL72): a node is one compute tray, and a rack of trays is one
+    # multi-node NVLink domain, run by IMEX. None for systems whose NVLink domain is the node.
+    rack: RackSpec | None = None
+
+    @property
+    def mnnvl(self) -> bool:
+        """Whether the node's NVLink domain spans other nodes (multi-node NVLink, IMEX)."""
+        return self.rack is not None
+
+
+@dataclass(frozen=True)
+class RackSpec:
+    """What one rack of a rack-scale system holds (its NVLink domain)."""
+
+    compute_trays: int
+    switch_trays: int
+    source: Source
 
 
 _DGX_H100_GUIDE = Source(
@@ -385,3 +402,76 @@ METAL3_BAREMETAL_OPERATOR = "v0.9.3"
 # Kubernetes minor releases the core objects are validated against (kubernetes-validate, strict):
 # ValidatingAdmissionPolicy is GA from 1.30; the GPU operator's 25.x platform support runs to 1.34.
 KUBERNETES_VERSIONS: tuple[str, ...] = ("1.30.0", "1.34.0")
+
+
+# -- NVIDIA's DRA driver for GPUs (ComputeDomains, for multi-node NVLink) ---------------------------
+
+DRA_DRIVER_CHART = Source(
+    "kubernetes-sigs/dra-driver-nvidia-gpu (formerly NVIDIA/k8s-dra-driver-gpu) at each release tag: "
+    "deployments/helm/nvidia-dra-driver-gpu (Chart.yaml kubeVersion, values.yaml image, the CRDs) and "
+    "cmd/compute-domain-kubelet-plugin/main.go (vendored in tests/fixtures/schemas/dra-driver-nvidia-gpu)",
+    "https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu",
+)
+
+
+@dataclass(frozen=True)
+class DraDriverRelease:
+    """A release of the DRA driver's Helm chart and what it requires, as its own files state."""
+
+    chart: str
+    version: str
+    image: Image
+    # Chart.yaml's kubeVersion (">=1.32.0-0").
+    kubernetes_min: str
+    # IMEXDaemonsWithDNSNamesMinDriverVersion: the feature gate is on by default (beta from 25.8,
+    # pkg/featuregates), so ComputeDomains need this driver or the kubelet plugin refuses to start.
+    compute_domain_min_driver: str
+    source: Source = DRA_DRIVER_CHART
+
+
+DRA_DRIVER_RELEASES: dict[str, DraDriverRelease] = {
+    "25.12.0": DraDriverRelease(
+        chart="nvidia-dra-driver-gpu",
+        version="25.12.0",
+        # values.yaml image.repository; the tag defaults to "v" + the chart's appVersion (_helpers.tpl fullimage).
+        image=Image("nvcr.io/nvidia", "k8s-dra-driver-gpu", "v25.12.0"),
+        kubernetes_min="1.32.0",
+        compute_domain_min_driver="570.158.01",
+    ),
+}
+
+# Kubernetes serves DRA's resource.k8s.io/v1 and enables it by default from 1.34 (Kubernetes docs,
+# "Dynamic Resource Allocation": "FEATURE STATE: Kubernetes v1.34 [stable] (enabled by default)");
+# on 1.32 and 1.33 DRA is beta and off until the DynamicResourceAllocation gate and the
+# resource.k8s.io/v1beta1 API are turned on.
+DRA_DEFAULT_ON = Source(
+    "Kubernetes documentation, Dynamic Resource Allocation: stable and enabled by default from v1.34",
+    "https://kubernetes.io/docs/concepts/scheduling-eviction/dynamic-resource-allocation/",
+)
+KUBERNETES_DRA_DEFAULT = "1.34.0"
+
+# NCCL supports Blackwell (sm_100) from 2.25.1: the release's commit "NCCL 2.25.1-1: Add
+# Blackwell/SM100 support ... Add extra checks for IMEX setup, needed for MNNVL" (NVIDIA/nccl tag
+# v2.25.1-1, vendored in tests/fixtures/schemas/nccl).
+NCCL_BLACKWELL = Source(
+    "NVIDIA/nccl tag v2.25.1-1, release commit: Add Blackwell/SM100 support",
+    "https://github.com/NVIDIA/nccl/releases/tag/v2.25.1-1",
+)
+NCCL_BLACKWELL_MIN = "2.25.1"
+
+# Coherent Driver Memory Management: on by default for GB200 on Kubernetes from driver 580.65.06,
+# and "not compatible with the Multi-Instance GPUs (MIG) sharing" (NVIDIA recommends keeping it on).
+CDMM = Source(
+    "NVIDIA GPU Operator release notes 25.3.2 (NVIDIA/cloud-native-docs gpu-operator/release-notes.rst, vendored): "
+    "from 580.65.06 CDMM is enabled by default to support GB200 on Kubernetes; CDMM is not compatible with MIG "
+    "or GPUDirect Storage; it applies only to Grace-based systems",
+    "https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/release-notes.html",
+)
+CDMM_DEFAULT_DRIVER = "580.65.06"
+# With a pre-installed driver and the DRA driver: the nvidia-imex packages installed, the host
+# service disabled and masked on every GPU node (roles/nvidia_imex does both).
+IMEX_WITH_DRA = Source(
+    "NVIDIA GPU Operator documentation, DRA Driver for NVIDIA GPUs, ComputeDomain prerequisites "
+    "(NVIDIA/cloud-native-docs gpu-operator/dra-intro-install.rst, vendored)",
+    "https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/dra-intro-install.html",
+)

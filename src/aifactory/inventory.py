@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from . import labels
-from .catalog import SKUS
+from .catalog import SKUS, Sku
 from .errors import ConfigError
 from .fsutil import parts_of, read_bounded, write_atomic
 from .model import Site
@@ -205,6 +205,8 @@ def group_vars_all(site: Site) -> dict[str, Any]:
         "nccl_package_version": g.nccl,
         "nccl_artifacts_url": m.artifacts.url,
         "nccl_socket_ifname": site.network.management.interface,
+        # Who runs IMEX on rack-scale trays: NVIDIA's DRA driver, where the site deploys it.
+        "nvidia_imex_daemon": "dra" if site.gpu_stack.dra_driver else "host",
         "rdma_fabric": fabric.type,
     }
     if fabric.type == "roce" and fabric.roce_gid_index is not None:
@@ -227,10 +229,25 @@ def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
         "aifactory_compute_nics": sku.compute_nics,
         "nvidia_driver_fabric_manager": sku.nvswitch,
         "nvidia_driver_nvlink5": sku.nvlink_generation >= 5,
+        # IMEX on rack-scale trays; each rack's group_vars carry its node list (group_vars_rack).
+        "nvidia_imex_enabled": sku.mnnvl,
+        **nccl_nvlink(sku),
         # Empty where the catalog has no port map for the SKU: NCCL then picks its HCAs itself.
         "nccl_ib_hca": [r["rdma"] for r in rails],
         "rdma_rails": rails,
     }
+
+
+def nccl_nvlink(sku: Sku) -> dict[str, int]:
+    """NCCL's NVLink settings for a SKU (roles/nccl: NCCL_MNNVL_ENABLE, NCCL_NVLS_ENABLE).
+
+    Where the NVLink domain is the node, multi-node NVLink is off (0): NCCL skips its MNNVL probe.
+    On rack-scale trays NCCL's own default (2) stays: a multi-node job in one clique uses MNNVL and
+    fails at init if IMEX is broken, while a single-tray job without an IMEX channel still runs
+    (1 would make every job probe for FABRIC handles). NVLink SHARP (NVLS) keeps NCCL's default (2)
+    wherever the domain has NVSwitches: in the node (DGX) or in the rack's switch trays (NVL72).
+    """
+    return {"nccl_mnnvl_enable": 2 if sku.mnnvl else 0, "nccl_nvls_enable": 2 if sku.nvswitch or sku.mnnvl else 0}
 
 
 @dataclass(frozen=True)

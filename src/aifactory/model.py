@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from . import grammar
 from .catalog import (
+    DRA_DRIVER_RELEASES,
     GPU_OPERATOR_REPOSITORIES,
     NETWORK_OPERATOR_IMAGES,
     SKUS,
@@ -104,6 +105,15 @@ ChartVersion = Annotated[
     str,
     AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)")),
     AfterValidator(_catalogued(GPU_OPERATOR_REPOSITORIES, "gpu-operator chart")),
+]
+DraDriverVersion = Annotated[
+    str,
+    AfterValidator(grammar.pattern(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (X.Y.Z)")),
+    AfterValidator(_catalogued(DRA_DRIVER_RELEASES, "DRA driver release")),
+]
+KubeVersion = Annotated[
+    str,
+    AfterValidator(grammar.pattern(r"1\.[0-9]{1,3}\.[0-9]{1,3}", "a Kubernetes release (1.Y.Z)")),
 ]
 OperatorVersion = Annotated[
     str,
@@ -437,6 +447,11 @@ class GpuStack(Strict):
     gpu_operator: ChartVersion = Field(description="gpu-operator Helm chart version")
     network_operator: OperatorVersion
     mig: Mig = Mig()
+    dra_driver: DraDriverVersion | None = Field(
+        default=None,
+        description="NVIDIA's DRA driver for GPUs (nvidia-dra-driver-gpu chart), for ComputeDomains on rack-scale "
+        "pools; it then runs IMEX per ComputeDomain and the host service is masked",
+    )
 
     @property
     def driver_branch(self) -> int:
@@ -473,6 +488,9 @@ class Tenant(Strict):
 
 class Kubernetes(Strict):
     context: KubeContext = Field(description="kubeconfig context of this site's cluster; the program refuses any other")
+    version: KubeVersion | None = Field(
+        default=None, description="the cluster's Kubernetes release; the DRA driver needs one it supports"
+    )
     nodes_joined: bool = Field(
         default=True,
         description="whether the site's nodes are Nodes of that cluster (rollouts cordon and drain them); "
@@ -563,6 +581,7 @@ class Site(Strict):
                         bmc_ip=hw.bmc,
                         mac=hw.mac,
                         rack=pool.rack_of.get(i + 1),
+                        nvlink_domain=pool.rack_of.get(i + 1) if pool.spec.mnnvl else None,
                     )
                 )
         return views
@@ -653,6 +672,8 @@ class NodeView(BaseModel):
     bmc_ip: IPv4Address
     mac: str
     rack: str | None = None
+    # The multi-node NVLink domain (IMEX domain) the node is in: its rack, on rack-scale SKUs.
+    nvlink_domain: str | None = None
 
 
 def _nth(net: IPv4Network, host: int) -> IPv4Address | None:
