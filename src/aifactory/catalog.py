@@ -97,14 +97,15 @@ class Sku:
     # What `nvidia-smi -q -x` reports as <product_name>; verify compares against it.
     gpu_product_prefix: str
     gpu_count: int
-    gpu_memory_gb: int
+    # None where no NVIDIA source this project holds states it (the GB200 tray): never guessed.
+    gpu_memory_gb: int | None
     architecture: str
     compute_nics: int
     compute_nic_model: str
     compute_nic_gbps: int
-    nvlink_gbps_per_gpu: int
-    nvlinks_per_gpu: int
-    power_kw: float
+    nvlink_gbps_per_gpu: int | None
+    nvlinks_per_gpu: int | None
+    power_kw: float | None
     nvswitch: bool
     min_cuda: str
     min_driver: str
@@ -123,6 +124,11 @@ class Sku:
     # picks the redistributable a node takes. DGX H100/H200 (2 x Intel Xeon Platinum 8480C) and DGX
     # B200 (2 x Intel Xeon Platinum 8570) are x86_64 (each system's user guide, hardware overview).
     cpu_arch: str = "x86_64"
+    # NVSwitch chips in the node (DGX B200: 2); None where the source does not count them.
+    nvswitch_chips: int | None = None
+    # All-reduce bus bandwidth a whole rack must reach (rack-scale SKUs): measured across the rack's
+    # NVLink domain, never a single tray's threshold.
+    rack_allreduce_busbw: Threshold | None = None
     # Rack-scale systems (GB200 NVL72): a node is one compute tray, and a rack of trays is one
     # multi-node NVLink domain, run by IMEX. None for systems whose NVLink domain is the node.
     rack: RackSpec | None = None
@@ -169,6 +175,19 @@ _AZ_H200 = Source(
     "https://github.com/Azure/azurehpc-health-checks",
 )
 
+_DGX_GB200_GUIDE = Source(
+    "NVIDIA DGX GB Rack Scale Systems User Guide, Hardware: rack configuration and compute tray",
+    "https://docs.nvidia.com/dgx/dgxgb200-user-guide/hardware.html",
+)
+_CW_NVL72 = Source(
+    "coreweave/nccl-tests pull request 43, a full NVL72 rack (72 GPUs, one NVLink domain): all_reduce_perf "
+    "out-of-place busbw 839.16 GB/s at 4 GiB; one rack, one measurement by a cloud operator, not an NVIDIA "
+    "figure, and a rack's, not a tray's",
+    "https://github.com/coreweave/nccl-tests/pull/43",
+)
+# CUDA 12.8's minimum driver (CUDA_MIN_DRIVER below states it; named here for the SKU table).
+CUDA_MIN_DRIVER_12_8 = "570.26"
+
 SKUS: dict[str, Sku] = {
     "dgx-h100": Sku(
         name="dgx-h100",
@@ -212,6 +231,14 @@ SKUS: dict[str, Sku] = {
         allreduce_busbw=Threshold(431, "GB/s", _AZ_H200),
         ports=DGX_H100_PORTS,
     ),
+    # DGX B200 User Guide, "DGX B200 Component Descriptions": "8 x NVIDIA B200 GPUs that provide
+    # 1,440 GB total GPU memory" (180 GB each; the BasePOD reference architecture: "eight 180 GB B200
+    # GPUs"); "2 x 5th generation NVLink switches that provide 14.4 TB/s aggregate bandwidth"
+    # (1.8 TB/s per GPU); "4 x OSFP ports for 8 x NVIDIA ConnectX-7 Single Port Cards ... InfiniBand
+    # (default): Up to 400Gbps" for the cluster; "2 x NVIDIA BlueField-3 DPU Dual Port Cards" for
+    # storage and in-band management; power "14.3 kW max." from 6 x 3.3 kW supplies (5+1). No NVIDIA
+    # source gives its port table (PCI address, netdev, RDMA device): `aifactory topology` reads it
+    # from a node and the pool records it (pools[].topology).
     "dgx-b200": Sku(
         name="dgx-b200",
         gpu_model="B200 180GB",
@@ -226,13 +253,50 @@ SKUS: dict[str, Sku] = {
         nvlinks_per_gpu=18,
         power_kw=14.3,
         nvswitch=True,
+        nvswitch_chips=2,
         # Blackwell (sm_100) first appears in CUDA 12.8; NVIDIA supports HGX B200 from driver
         # 570.133.20 on (GPU operator platform support), above CUDA 12.8's own floor of 570.26.
         min_cuda="12.8",
         min_driver="570.133.20",
         source=_HGX_B200_SUPPORT,
+        # NVIDIA publishes no all-reduce figure for 8 x B200 and no health checker this project
+        # draws on has one: verify skips the check with that reason rather than invent one.
         allreduce_busbw=None,
         nvlink_generation=5,
+    ),
+    # DGX GB200 User Guide, "Hardware": a rack of "18x 1RU compute trays, each with 2 Grace CPUs and
+    # 4 Blackwell GPUs" and "9x 1RU NVLink switch trays"; per tray "4x NVIDIA ConnectX-7 single port
+    # 400G OSFP NIC" for the cluster network and 2 BlueField-3 for storage and management. A node of
+    # this SKU is one compute tray; its NVLink domain is the rack. The GPU operator lists HGX GB200
+    # NVL72 among its ARM-based platforms (platform-support.rst, vendored). The NVSwitches are in the
+    # rack's switch trays: a compute tray runs no Fabric Manager (NVIDIA's driver container starts one
+    # only where NVSwitch devices or NVLink5 switch management are local, ubuntu22.04/nvidia-driver).
+    # Not in any NVIDIA source held here, so not stated: per-GPU memory, NVLinks per GPU, tray power.
+    "gb200-nvl72": Sku(
+        name="gb200-nvl72",
+        gpu_model="GB200 NVL72 compute tray (4 Blackwell GPUs, 2 Grace CPUs)",
+        # NVIDIA's CUDA Programming Guide names it so (compute capability 10.0: "NVIDIA GB200, NVIDIA B200").
+        gpu_product_prefix="NVIDIA GB200",
+        gpu_count=4,
+        gpu_memory_gb=None,
+        architecture="blackwell",
+        compute_nics=4,
+        compute_nic_model="ConnectX-7",
+        compute_nic_gbps=400,
+        nvlink_gbps_per_gpu=None,
+        nvlinks_per_gpu=None,
+        power_kw=None,
+        nvswitch=False,
+        # Blackwell's first toolkit, and its driver floor (CUDA release notes, table 3): the
+        # ComputeDomain floor of the DRA driver (policy compat.computedomain-driver) is above it.
+        min_cuda="12.8",
+        min_driver=CUDA_MIN_DRIVER_12_8,
+        source=_DGX_GB200_GUIDE,
+        allreduce_busbw=None,
+        rack_allreduce_busbw=Threshold(839, "GB/s", _CW_NVL72),
+        nvlink_generation=5,
+        cpu_arch="aarch64",
+        rack=RackSpec(compute_trays=18, switch_trays=9, source=_DGX_GB200_GUIDE),
     ),
 }
 
@@ -255,7 +319,7 @@ CUDA_MIN_DRIVER: dict[str, str] = {
     "12.4": "550.54.14",
     "12.5": "555.42.02",
     "12.6": "560.28.03",
-    "12.8": "570.26",
+    "12.8": CUDA_MIN_DRIVER_12_8,
     "12.9": "575.51.03",
     "13.0": "580.65.06",
 }

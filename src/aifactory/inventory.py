@@ -228,7 +228,8 @@ def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
         "aifactory_gpu_count": sku.gpu_count,
         "aifactory_compute_nics": sku.compute_nics,
         "nvidia_driver_fabric_manager": sku.nvswitch,
-        "nvidia_driver_nvlink5": sku.nvlink_generation >= 5,
+        # The NVLink5 stack serves Fabric Manager, where the node holds the NVSwitches.
+        "nvidia_driver_nvlink5": sku.nvlink_generation >= 5 and sku.nvswitch,
         # IMEX on rack-scale trays; each rack's group_vars carry its node list (group_vars_rack).
         "nvidia_imex_enabled": sku.mnnvl,
         **nccl_nvlink(sku),

@@ -596,19 +596,29 @@ class Site(Strict):
 
     @property
     def power_kw(self) -> float:
-        return round(sum(p.count * p.spec.power_kw for p in self.pools), 1)
+        """Power of the pools whose SKU's power the catalog states (see power_unknown for the rest)."""
+        return round(sum(p.count * p.spec.power_kw for p in self.pools if p.spec.power_kw is not None), 1)
+
+    @property
+    def power_unknown(self) -> list[str]:
+        """Pools whose SKU's power no NVIDIA source held here states: left out of power_kw, never guessed."""
+        return [p.name for p in self.pools if p.spec.power_kw is None]
 
     def pool(self, name: str) -> NodePool:
         return next(p for p in self.pools if p.name == name)
 
-    def rack_nodes(self) -> dict[str, list[NodeView]]:
-        """Each rack's nodes, in the order the rack lists its trays (the IMEX domain's order)."""
+    @cached_property
+    def _rack_nodes(self) -> dict[str, list[NodeView]]:
         by_index = {(n.pool, n.index): n for n in self.nodes}
         return {
             rack.name: [by_index[(pool.name, tray)] for tray in rack.trays]
             for pool in self.pools
             for rack in pool.racks
         }
+
+    def rack_nodes(self) -> dict[str, list[NodeView]]:
+        """Each rack's nodes, in the order the rack lists its trays (the IMEX domain's order)."""
+        return self._rack_nodes
 
     def port_map(self, sku: str) -> PortMap | None:
         """The SKU's compute ports: NVIDIA's table from the catalog, else what a pool's node reported.

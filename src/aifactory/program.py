@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import ValidationError
 
+from .components.dra_driver import DraDriver, DraDriverArgs
 from .components.gpu_operator import GpuOperator, GpuOperatorArgs
 from .components.network import NetworkArgs, SiteNetwork
 from .components.nodes import DgxNodes, NodesArgs
@@ -41,6 +42,7 @@ def outputs(site: Site) -> dict[str, Any]:
             "nccl": stack.nccl,
             "gpuOperator": stack.gpu_operator,
             "networkOperator": stack.network_operator,
+            **({"draDriver": stack.dra_driver} if stack.dra_driver else {}),
         },
     }
 
@@ -55,6 +57,8 @@ def build(site: Site, credentials: pulumi.Output[dict[str, Any]]) -> dict[str, A
     SiteNetwork("network", NetworkArgs(site, tenants.namespaces), opts=opts)
     SiteStorage("storage", StorageArgs(site), opts=opts)
     GpuOperator("gpu-operator", GpuOperatorArgs(site), opts=opts)
+    if site.gpu_stack.dra_driver:
+        DraDriver("dra-driver", DraDriverArgs(site), opts=opts)
     return outputs(site)
 
 

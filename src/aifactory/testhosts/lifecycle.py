@@ -12,7 +12,7 @@ from pathlib import Path
 from ..catalog import SKUS
 from ..errors import ConfigError, OperationError
 from ..stackfile import Stack, display
-from . import hosts, netns, rgw, services
+from . import binfmt, hosts, netns, rgw, services
 from .proc import Say, alive, all_pids, cmdline, must, owned, port_open, run, say_stdout, stop, wait
 from .rootfs import ensure_rootfs
 from .run import HostState, Run, State, load_state, other_runs, save_state
@@ -36,6 +36,9 @@ def preflight() -> None:
     if missing:
         raise OperationError(f"missing tools; install them with: apt-get install {' '.join(missing)}")
 
+
+# How much longer an emulated host's boot may take than a native one's.
+EMULATED_SLOWER = 5
 
 INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
 # Each booted container's systemd holds inotify instances of root's; past the kernel's default of
@@ -103,7 +106,14 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
         h.ip = str(node.management_ip)
         if not alive(h.pid):
             merged = hosts.prepare(
-                run_, site, rootfs[machines[h.name]], name=h.name, ip=h.ip, prefix=a.prefix, pubkey=pubkey
+                run_,
+                site,
+                rootfs[machines[h.name]],
+                name=h.name,
+                ip=h.ip,
+                prefix=a.prefix,
+                pubkey=pubkey,
+                emulated=machines[h.name] != binfmt.native(),
             )
             h.pid = netns.inside(run_.netns, lambda h=h, merged=merged: hosts.boot(run_, h.name, merged))
             started.append(h)
@@ -112,14 +122,18 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     save_state(run_, state)
     hosts.write_ssh_config(run_, all_hosts)
 
+    # An emulated (arm64) host's systemd and sshd run under qemu-user: its boot takes minutes, not seconds.
+    def patience(h: HostState, native: float) -> float:
+        return native if machines[h.name] == binfmt.native() else native * EMULATED_SLOWER
+
     def sshd_up() -> None:
         for h in started:
             log = run_.host_dir(h.name) / "console.log"
-            wait(f"sshd on {h.name} ({h.ip})", lambda h=h: port_open(h.ip, 22), 90, h.pid, log)
+            wait(f"sshd on {h.name} ({h.ip})", lambda h=h: port_open(h.ip, 22), patience(h, 90), h.pid, log)
 
     netns.inside(run_.netns, sshd_up)
     for h in all_hosts:
-        wait(f"an SSH login to {h.name}", lambda h=h: hosts.ssh_ready(run_, h.name), 60)
+        wait(f"an SSH login to {h.name}", lambda h=h: hosts.ssh_ready(run_, h.name), patience(h, 60))
     for h in all_hosts:
         say(f"host {h.name}: {h.ip} {machines[h.name]} {'started' if h in started else 'already up'} (pid {h.pid})")
     took, total = time.monotonic() - t_hosts, time.monotonic() - t0

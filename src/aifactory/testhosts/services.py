@@ -214,14 +214,23 @@ def artifact_root() -> Path:
 
 
 def ensure_artifacts(site: Site, say: Say) -> None:
-    """Stock the artifact mirror with what the site's roles fetch from it (NCCL's redistributable)."""
+    """Stock the artifact mirror with what the site's roles fetch from it: NCCL's redistributable, one
+    wheel per CPU architecture the site's SKUs have (roles/nccl names the aarch64 one with its arch)."""
+    from ..catalog import SKUS
+
+    for machine in sorted({SKUS[p.sku].cpu_arch for p in site.pools}):
+        _ensure_nccl(site, machine, say)
+
+
+def _ensure_nccl(site: Site, machine: str, say: Say) -> None:
     g = site.gpu_stack
     major = g.nccl_cuda.split(".")[0]
     prefix = urlsplit(site.mirrors.artifacts.url).path.strip("/")
-    target = artifact_root() / prefix / "nccl" / f"nvidia-nccl-cu{major}-{g.nccl_version}.whl"
+    suffix = "" if machine == "x86_64" else f"-{machine}"
+    target = artifact_root() / prefix / "nccl" / f"nvidia-nccl-cu{major}-{g.nccl_version}{suffix}.whl"
     if target.is_file():
         return
-    say(f"artifact mirror: fetching NCCL {g.nccl_version} for CUDA {major} (nvidia-nccl-cu{major}) from PyPI")
+    say(f"artifact mirror: fetching NCCL {g.nccl_version} (nvidia-nccl-cu{major}, {machine}) from PyPI")
     with tempfile.TemporaryDirectory() as tmp:
         must(
             [
@@ -233,14 +242,14 @@ def ensure_artifacts(site: Site, say: Say) -> None:
                 "--no-deps",
                 "--only-binary=:all:",
                 "--platform",
-                "manylinux2014_x86_64",
+                f"manylinux2014_{machine}",
                 "--python-version",
                 "3.11",
                 f"nvidia-nccl-cu{major}=={g.nccl_version}",
                 "-d",
                 tmp,
             ],
-            "downloading the NCCL redistributable",
+            f"downloading the NCCL redistributable for {machine}",
         )
         (wheel,) = Path(tmp).glob("*.whl")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ class SkuFacts:
     name: str
     gpu_count: int
     gpu_product_prefix: str
-    nvlinks_per_gpu: int
+    nvlinks_per_gpu: int | None  # None: no source states it; the node's GPUs must agree with each other
     nvswitch: bool
 
 
@@ -82,6 +82,13 @@ class NodeExpectations:
     # table or a node's report recorded in the stack. Empty where neither exists.
     topology: list[tuple[str, str, str, str]]
     topology_source: str
+    # Rack-scale trays: the rack, its trays' (address, hostname) in the rack's order (the IMEX node
+    # list), who runs IMEX ("dra" or "host"), the IMEX packages per distro, the config folder.
+    rack: str
+    imex_nodes: list[tuple[str, str]]
+    imex_daemon: str
+    imex_packages: dict[str, list[str]]
+    imex_config_dir: str
 
     def gpudirect_method(self, distro: str, kernel: str) -> str:
         """DMA-BUF with open modules on a new enough kernel, nvidia-peermem otherwise (the role's rule)."""
@@ -114,6 +121,7 @@ class NodeExpectations:
                 "rails": {k: tuple(v) for k, v in raw["rails"].items()},
                 "gpudirect": {k: tuple(v) for k, v in raw["gpudirect"].items()},
                 "topology": [tuple(v) for v in raw["topology"]],
+                "imex_nodes": [tuple(v) for v in raw["imex_nodes"]],
             }
         )
 
@@ -129,6 +137,9 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         conf["NCCL_IB_HCA"] = "=" + ",".join(gv["nccl_ib_hca"])
     if "nccl_ib_gid_index" in gv:
         conf["NCCL_IB_GID_INDEX"] = str(gv["nccl_ib_gid_index"])
+    for key, name in (("nccl_mnnvl_enable", "NCCL_MNNVL_ENABLE"), ("nccl_nvls_enable", "NCCL_NVLS_ENABLE")):
+        if gv.get(key) is not None:
+            conf[name] = str(gv[key])
     sku = SKUS[node.sku]
     deb, ubu = role_vars(root, "nvidia_driver", "Debian"), role_vars(root, "nvidia_driver", "Ubuntu")
     b = g.driver_branch
@@ -139,7 +150,7 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         names = for_branch(ubu["nvidia_driver_packages"], b)
         if sku.nvswitch:
             names += for_branch(ubu["nvidia_driver_fabric_manager_packages"], b)
-        if sku.nvlink_generation >= 5:
+        if sku.nvlink_generation >= 5 and sku.nvswitch:
             if machine in ubu["nvidia_driver_nvsdm_architectures"]:
                 names += for_branch(ubu["nvidia_driver_nvsdm_packages"], b)
             names += for_branch(ubu["nvidia_driver_nvlink5_packages"], b)
@@ -180,7 +191,30 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         },
         gdr_write=sku.gdr_write_gbps,
         **topology_of(site, node),
+        **imex_of(root, site, node),
     )
+
+
+def imex_of(root: Path, site: Site, node: NodeView) -> dict[str, Any]:
+    """The node's IMEX domain as roles/nvidia_imex writes it (inventory group_vars_rack, the role's tables)."""
+    from ..inventory import group_vars_rack
+
+    if not (SKUS[node.sku].mnnvl and node.rack):
+        none: dict[str, Any] = {"imex_nodes": [], "imex_daemon": "", "imex_packages": {}, "imex_config_dir": ""}
+        return {"rack": node.rack or "", **none}
+    members = site.rack_nodes()[node.rack]
+    addresses = group_vars_rack(site, node.rack)["nvidia_imex_nodes"]
+    branch = site.gpu_stack.driver_branch
+    return {
+        "rack": node.rack,
+        "imex_nodes": [(ip, n.hostname) for ip, n in zip(addresses, members, strict=True)],
+        "imex_daemon": group_vars_all(site)["nvidia_imex_daemon"],
+        "imex_packages": {
+            d.lower(): for_branch(role_vars(root, "nvidia_imex", d)["nvidia_imex_packages"], branch)
+            for d in ("Debian", "Ubuntu")
+        },
+        "imex_config_dir": str(role_defaults(root, "nvidia_imex")["nvidia_imex_config_dir"]),
+    }
 
 
 def topology_of(site: Site, node: NodeView) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pytest
 from conftest import Facts, run_python
 
 from aifactory.verify.expectations import NodeExpectations
+from aifactory.verify.imex import IMEX_READY, node_list_problems
 from aifactory.verify.parsers import parse_all_reduce, parse_ib_write_bw, parse_nvlink_status
 from aifactory.verify.probe import NCCL_SNIPPET, nccl_version
 from aifactory.verify.topology import TOPOLOGY_SNIPPET, differences, rails
@@ -251,8 +252,14 @@ def test_nvlink_all_up(host, expect: NodeExpectations, facts: Facts):
     out = host.run("nvidia-smi nvlink --status")
     assert out.rc == 0, f"nvidia-smi nvlink --status exit {out.rc}"
     status = parse_nvlink_status(out.stdout)
-    short = {g: status.active(g) for g in status.links if status.active(g) != expect.sku.nvlinks_per_gpu}
-    assert not short, f"active NVLinks per GPU {short}, each should have {expect.sku.nvlinks_per_gpu}"
+    want = expect.sku.nvlinks_per_gpu
+    if want is None:
+        # No source states the count (GB200 trays): every GPU of the node must show the same, and some.
+        counts = {status.active(g) for g in status.links}
+        assert len(counts) == 1 and 0 not in counts, f"active NVLinks per GPU differ on this node: {status.links}"
+        return
+    short = {g: status.active(g) for g in status.links if status.active(g) != want}
+    assert not short, f"active NVLinks per GPU {short}, each should have {want}"
 
 
 def test_fabric_manager(host, expect: NodeExpectations, facts: Facts):
@@ -282,6 +289,74 @@ def test_all_reduce_bandwidth(host, expect: NodeExpectations, facts: Facts):
         f"all-reduce bus bandwidth {busbw} {threshold.unit} at {result.largest.size} B is below "
         f"{threshold.value} ({threshold.source})"
     )
+
+
+# -- IMEX and the NVLink clique (rack-scale trays) -----------------------------------------------
+
+
+def _rack_scale(expect: NodeExpectations) -> None:
+    if not expect.imex_nodes:
+        pytest.skip(f"{expect.sku.name} is not a rack-scale SKU: its NVLink domain is the node, no IMEX")
+
+
+def test_imex_packages_pinned_and_held(host, expect: NodeExpectations, facts: Facts):
+    _rack_scale(expect)
+    packages = expect.imex_packages.get(facts.distro, [])
+    if not packages:
+        pytest.skip(f"{facts.distro} ships no IMEX package (NVIDIA's CUDA repository for Ubuntu does)")
+    problems = _pinned_and_held(host, packages, expect.driver + "-")
+    assert not problems, "; ".join(problems)
+
+
+def test_imex_node_list_is_the_rack(host, expect: NodeExpectations):
+    """nodes_config.cfg holds exactly the trays of this node's rack, in the rack's order."""
+    _rack_scale(expect)
+    path = f"{expect.imex_config_dir}/nodes_config.cfg"
+    conf = host.file(path)
+    assert conf.exists, f"{path} is missing: the IMEX domain of rack {expect.rack} is not configured"
+    problems = node_list_problems(expect.imex_nodes, conf.content_string)
+    assert not problems, f"{path} " + "; ".join(problems) + f" (rack {expect.rack})"
+
+
+def test_imex_service_state(host, expect: NodeExpectations):
+    """Masked where the DRA driver runs IMEX (NVIDIA's GPU operator docs); enabled where the host runs it."""
+    _rack_scale(expect)
+    state = host.run("systemctl is-enabled nvidia-imex.service").stdout.strip()
+    if expect.imex_daemon == "dra":
+        assert state == "masked", f"nvidia-imex.service is {state or 'unknown'}; the DRA driver runs IMEX: mask it"
+    else:
+        assert state == "enabled", f"nvidia-imex.service is {state or 'absent'}; the host runs the rack's domain"
+
+
+def test_imex_domain_ready(host, expect: NodeExpectations, facts: Facts):
+    _rack_scale(expect)
+    if expect.imex_daemon == "dra":
+        pytest.skip("the DRA driver runs IMEX per ComputeDomain: readiness is the ComputeDomain's status")
+    _require_gpu(facts)
+    out = host.run("nvidia-imex-ctl -q")
+    said = (out.stdout or out.stderr).strip()[:200]
+    assert out.rc == 0 and out.stdout.strip() == IMEX_READY, f"nvidia-imex-ctl -q: {said}"
+
+
+def test_imex_channels(host, expect: NodeExpectations, facts: Facts):
+    """The driver registers the IMEX channel device; host-run IMEX has channel 0 (NVreg_CreateImexChannel0)."""
+    _rack_scale(expect)
+    _require_gpu(facts)
+    devices = host.file("/proc/devices").content_string
+    assert "nvidia-caps-imex-channels" in devices, "the driver registers no nvidia-caps-imex-channels device"
+    if expect.imex_daemon == "host":
+        assert host.file("/dev/nvidia-caps-imex-channels/channel0").exists, "IMEX channel 0 is missing"
+
+
+def test_nvlink_clique(expect: NodeExpectations, facts: Facts, record_property):
+    """Every GPU of the tray on one NVLink clique; the runner compares the cliques of a rack's trays."""
+    _rack_scale(expect)
+    _require_gpu(facts)
+    cliques = {g.index: g.clique for g in facts.smi.gpus}
+    loose = sorted(k for k, v in cliques.items() if v is None)
+    assert not loose, f"GPUs without an NVLink fabric clique: {loose}"
+    assert len(set(cliques.values())) == 1, f"the tray's GPUs are on different cliques: {cliques}"
+    record_property("clique", next(iter(cliques.values())))
 
 
 # -- RDMA fabric, GPUDirect RDMA and DCGM ---------------------------------------------------------
