@@ -49,9 +49,11 @@ def test_one_baremetalhost_per_declared_node(site):
 @pytest.mark.parametrize("site", SITES)
 def test_gpu_operator_release_is_pinned_and_derived(site):
     stack = load_stack(ROOT, site)
-    (release,) = plan_of(site).of_type(RELEASE)
+    (release,) = [r for r in plan_of(site).of_type(RELEASE) if r.inputs["chart"] == "gpu-operator"]
     inputs = release.inputs
-    assert inputs["chart"] == "gpu-operator"
+    # The DRA driver is the only other release, on sites that declare it (tests/test_blackwell.py).
+    others = {r.inputs["chart"] for r in plan_of(site).of_type(RELEASE)} - {"gpu-operator"}
+    assert others == ({"nvidia-dra-driver-gpu"} if stack.site.gpu_stack.dra_driver else set())
     assert inputs["version"] == stack.site.gpu_stack.gpu_operator
     assert inputs["repositoryOpts"]["repo"] == stack.site.mirrors.charts.url
     values = inputs["values"]

@@ -27,15 +27,15 @@ from .conftest import ROOT
 
 
 def test_canary_takes_the_first_nodes_of_every_pool_then_batches_follow_site_order():
-    site = load_stack(ROOT, "ma").site  # two pools: 16 h100a, 8 b200a
+    site = load_stack(ROOT, "ma").site  # three pools: 16 h100a, 8 b200a, 36 gb200a
     nodes = list(site.nodes)
     batches = order(nodes, 1, BatchSize(5, False))
     first_of = {p.name: next(n.hostname for n in nodes if n.pool == p.name) for p in site.pools}
     assert batches[0].kind == "canary" and list(batches[0].nodes) == list(first_of.values())
     rest = [h for b in batches[1:] for h in b.nodes]
     assert rest == [n.hostname for n in nodes if n.hostname not in first_of.values()]
-    assert [len(b.nodes) for b in batches[1:]] == [5, 5, 5, 5, 2]
-    assert [b.index for b in batches] == [0, 1, 2, 3, 4, 5]
+    assert [len(b.nodes) for b in batches[1:]] == [5] * 11 + [2]
+    assert [b.index for b in batches] == list(range(13))
     assert [b.name for b in batches[:2]] == ["canary", "batch 1"]
 
 
