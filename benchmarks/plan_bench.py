@@ -42,6 +42,7 @@ def scaled_site(n: int) -> dict:
         }
         for i in range(n)
     ]
+    site["pools"][0]["scalable_units"] = [{"name": "su1", "nodes": n}]
     net = site["network"]
     net["management"] = {"cidr": "10.0.0.0/14", "gateway": "10.0.0.1", "interface": "bond0"}
     net["bmc"] = {"cidr": "10.4.0.0/14"}

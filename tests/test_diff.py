@@ -40,6 +40,7 @@ def test_added_and_removed_items_are_named():
         )
         site["storage"]["object_store"]["buckets"].append({"name": "za-models", "purpose": "released models"})
         site["pools"][0]["nodes"].pop()
+        site["pools"][0]["scalable_units"][-1]["nodes"] -= 1
 
     changes = diff_stacks(load_stack(ROOT, "za"), crafted("za", edit))
     assert {
@@ -48,6 +49,7 @@ def test_added_and_removed_items_are_named():
         ("storage.object_store.buckets[za-models]", "added"),
         ("pools[h100a].nodes[31]", "removed"),
         ("pools[h100a].count", "changed"),
+        ("pools[h100a].scalable_units[su1].nodes", "changed"),
     } == paths(changes)
 
 
@@ -149,6 +151,18 @@ def _git(where, *args):
     subprocess.run(["git", "-C", str(where), *args], check=True, env=env)
 
 
+def _rev(where, rev):
+    return subprocess.run(
+        ["git", "-C", str(where), "rev-parse", rev], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _date(where, rev):
+    return subprocess.run(
+        ["git", "-C", str(where), "log", "-1", "--format=%cI", rev], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def test_diff_against_a_tag_in_a_temporary_history(workdir, cli):
     _git(workdir, "init", "-q")
     _git(workdir, "add", "-A")
@@ -164,7 +178,14 @@ def test_diff_against_a_tag_in_a_temporary_history(workdir, cli):
     _git(workdir, "commit", "-qam", "driver upgrade")
     code, out, _ = cli("diff", "ke", "--rev", "approved-2026-q3", root=workdir)
     assert code == 0
-    assert out.splitlines() == [
+    approved, upgrade = (_rev(workdir, r) for r in ("approved-2026-q3", "HEAD"))
+    lines = out.splitlines()
+    assert lines[0].startswith(f"ke@approved-2026-q3: approved-2026-q3 is {approved[:7]} of 20")
+    assert lines[0].endswith(" by t")
+    assert lines[1:] == [
+        f"ke: stacks/Pulumi.ke.yaml in the working tree at {upgrade[:7]} (as committed)",
+        "commits from it to HEAD on HEAD's first-parent history: 1, 1 changed stacks/Pulumi.ke.yaml:",
+        f"  {upgrade[:7]} {_date(workdir, upgrade)} t: driver upgrade",
         "ke@approved-2026-q3 -> ke: 2 change(s)",
         "  ~ gpu_stack.driver: 570.172.08 -> 580.95.05",
         "  ~ tenants[agri-models].gpu_quota: 48 -> 40",

@@ -106,3 +106,14 @@ def test_ib_write_bw_average_is_read_from_its_result_line():
 
     with pytest.raises(ValueError):
         parse_ib_write_bw("Couldn't connect to localhost:18515\n")
+
+
+# NCCL_VERSION_CODE as nccl.h defines it: NCCL_VERSION(X,Y,Z) is X*1000 + Y*100 + Z up to 2.8, and
+# X*10000 + Y*100 + Z from 2.9 on; the 2.21.5 redistributable's nccl.h says NCCL_VERSION_CODE 22105.
+@pytest.mark.parametrize(
+    ("code", "version"), [(22105, "2.21.5"), (22807, "2.28.7"), (22605, "2.26.5"), (2804, "2.8.4"), (2708, "2.7.8")]
+)
+def test_nccl_version_codes_decode_as_nccl_h_encodes_them(code, version):
+    from aifactory.verify.probe import nccl_version
+
+    assert nccl_version(code) == version

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from aifactory.components.gpu_operator import gpu_operator_values
 from aifactory.plan import PLACEHOLDER, SECRET, run_plan
 from aifactory.stackfile import load_stack
 
@@ -19,8 +18,8 @@ QUOTA = "kubernetes:core/v1:ResourceQuota"
 SECRET_T = "kubernetes:core/v1:Secret"
 
 
-def test_six_sites_are_declared():
-    assert set(SITES) == {"za", "ng", "ke", "eg", "ma", "lab"}
+def test_seven_sites_are_declared():
+    assert set(SITES) == {"za", "ng", "ke", "eg", "ma", "de", "lab"}
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -63,7 +62,36 @@ def test_gpu_operator_release_is_pinned_and_derived(site):
     registry = stack.site.mirrors.containers.host
     for component in ("toolkit", "devicePlugin", "dcgmExporter", "validator", "operator", "migManager", "gfd"):
         assert values[component]["repository"].startswith(registry + "/"), component
-    assert values == gpu_operator_values(stack.site)
+    assert values["cdi"] == {"enabled": True} and values["nfd"] == {"enabled": True}
+    assert values["dcgmExporter"]["serviceMonitor"] == {"enabled": False}  # no Prometheus Operator CRDs assumed
+    assert values["migManager"]["config"] == {"default": "all-disabled"}  # the only value the CRD admits besides ""
+
+
+# What the lab's plan must send, typed out: the registry mirror's path below the host, the chart's tag and
+# NVIDIA's digest from the certified v25.10.1 bundle (tests/fixtures/schemas/gpu-operator/v25.10.1).
+LAB_IMAGES = {
+    "operator": ("172.29.0.1:5000/nvidia", "v25.10.1@sha256:634471cdfedcc3bd6b4412a905a9fbc9a9bf91df7f436aa00454b088d087c60a"),
+    "validator": ("172.29.0.1:5000/nvidia", "v25.10.1@sha256:634471cdfedcc3bd6b4412a905a9fbc9a9bf91df7f436aa00454b088d087c60a"),
+    "toolkit": ("172.29.0.1:5000/nvidia/k8s", "v1.18.1@sha256:ef2a0ef6bbf9c43529da3730974de9d51b8436c2314a68e718d437e6ab7c4b58"),
+    "devicePlugin": ("172.29.0.1:5000/nvidia", "v0.18.1@sha256:50ac011ab941ab0140d52f56aa0e2fdc553bca96836ab3b26be394fc823fd9e7"),
+    "gfd": ("172.29.0.1:5000/nvidia", "v0.18.1@sha256:50ac011ab941ab0140d52f56aa0e2fdc553bca96836ab3b26be394fc823fd9e7"),
+    "dcgmExporter": (
+        "172.29.0.1:5000/nvidia/k8s",
+        "4.4.2-4.7.0-distroless@sha256:7c0ac4430bb0a5868b7404a0e06c47e02b0375b61aadd614385ad0bc2d43815a",
+    ),
+}  # fmt: skip
+
+
+def test_the_lab_pulls_each_gpu_operator_image_from_its_mirror_by_digest():
+    (release,) = plan_of("lab").of_type(RELEASE)
+    values = release.inputs["values"]
+    got = {c: (values[c]["repository"], values[c]["version"]) for c in LAB_IMAGES}
+    assert got == LAB_IMAGES
+    assert values["node-feature-discovery"]["image"] == {"repository": "172.29.0.1:5000/nfd/node-feature-discovery"}
+    assert values["operator"]["initContainer"] == {
+        "repository": "172.29.0.1:5000/nvidia",
+        "version": "13.0.1-base-ubi9@sha256:d19fe621624c4eb6ac931b8558daa3ecc0c3f07f1e2a52e0267e083d22dceade",
+    }
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -112,11 +140,16 @@ def test_no_secret_value_in_plan_output(site, cli):
             assert secret["inputs"]["stringData"] == {"username": SECRET, "password": SECRET}
 
 
+# Each site's GPUs, counted by hand from its stack file (nodes listed per pool, 8 GPUs per DGX).
+# ma: 16 DGX H100 and 8 DGX B200 (8 GPUs each), 36 GB200 trays (4 each); de: 1,248 DGX B200.
+GPUS = {"za": 256, "ng": 64, "ke": 128, "eg": 96, "ma": 336, "de": 9984, "lab": 16}
+
+
 @pytest.mark.parametrize("site", SITES)
 def test_outputs(site):
     stack = load_stack(ROOT, site)
     out = plan_of(site).outputs
-    assert out["gpus"]["total"] == stack.site.gpu_total == sum(p.count * p.spec.gpu_count for p in stack.site.pools)
+    assert out["gpus"]["total"] == GPUS[site]
     assert [n["hostname"] for n in out["nodes"]] == [n.hostname for n in stack.site.nodes]
     assert out["versions"]["driver"] == stack.site.gpu_stack.driver
 

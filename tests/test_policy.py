@@ -42,6 +42,8 @@ def test_real_stacks_warnings_are_the_expected_ones():
             ("ma", "net.port-map"),
             ("de", "net.port-map"),
             ("lab", "residency.state-backend"),
+            # Multus, the CNI plugins, node-feature-discovery and the gpu-operator chart: no upstream digest.
+            *[(s, "supply.digests") for s in SITES],
         ]
     )
 
@@ -199,6 +201,20 @@ CASES = [
     ),
     ("ma", _set("pools.1.ip_offset", "30"), "net.pool-ranges", "pools[1].ip_offset", "overlap pools[0]"),
     (
+        "ng",
+        _set("gpu_stack.nccl", "2.26.6-1+cuda12.8"),
+        "supply.digests",
+        "gpu_stack.nccl",
+        "NCCL 2.26.6 for CUDA 12 on x86_64 has no known digest",
+    ),
+    (
+        "za",
+        _set("mirrors.cuda.signing_key_fingerprint", "0123456789ABCDEF0123456789ABCDEF01234567"),
+        "supply.cuda-key",
+        "mirrors.cuda.signing_key_fingerprint",
+        "is not NVIDIA's CUDA repository key EB693B3035CD5710E231E123A4B469963BF863CC",
+    ),
+    (
         "za",
         _set("tenants.0.gpu_quota", "200"),
         "tenants.quota",
@@ -272,9 +288,10 @@ def test_validate_exits_2_on_a_policy_error(workdir, cli):
     )
     code, out, _ = cli("validate", "eg", root=workdir)
     assert code == 2
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "charts: {url:" in text)
     assert (
-        "error   [residency.public-service] stacks/Pulumi.eg.yaml: aifactory:site.mirrors.charts.url: "
-        "helm.ngc.nvidia.com is a global" in out
+        "error: stacks/Pulumi.eg.yaml: aifactory:site.mirrors.charts.url: [residency.public-service] "
+        f"helm.ngc.nvidia.com is a global public service; use the in-country mirror (line {line})" in out
     )
     assert out.strip().endswith("eg: FAIL")
 
@@ -319,12 +336,84 @@ def test_a_site_may_skip_a_check_with_a_reason_but_never_residency_or_secrets():
     assert any(r.id == "policies.skip" for r in evaluate(unknown, as_of=AS_OF) if r.severity is Severity.ERROR)
 
 
-def test_every_reported_id_is_declared_in_the_registry():
+def _rogue(monkeypatch, policy):
+    from aifactory import policy as registry
+
+    monkeypatch.setitem(registry.REGISTRY, policy.name, policy)
+
+
+def test_a_finding_under_an_undeclared_id_is_an_internal_error_not_an_ok(monkeypatch):
+    from aifactory.policy import Policy, Result, UndeclaredCheck
+
+    def run(subject):
+        yield Result("tenants.quota", Severity.INFO, subject.stack.name, "aifactory:site.tenants", "declared")
+        yield Result("tenants.sneaky", Severity.ERROR, subject.stack.name, "aifactory:site.tenants", "undeclared")
+
+    _rogue(monkeypatch, Policy("rogue", "emits an id it does not declare", "site", ("tenants.quota",), run))
+    with pytest.raises(UndeclaredCheck, match=r"rogue.*tenants\.sneaky"):
+        evaluate(load_stack(ROOT, "lab"), as_of=AS_OF)
+
+
+def test_an_undeclared_id_exits_70_from_the_cli(monkeypatch, cli):
+    from aifactory.policy import Policy, Result
+
+    def run(subject):
+        yield Result("net.no-such", Severity.ERROR, subject.stack.name, "aifactory:site", "undeclared")
+
+    _rogue(monkeypatch, Policy("rogue", "emits an id it does not declare", "site", ("net.overlap",), run))
+    code, out, err = cli("validate", "lab")
+    assert code == 70 and out == ""
+    assert "internal error (UndeclaredCheck" in err and "net.no-such" in err
+
+
+def test_every_policy_reports_only_the_ids_it_declares_on_every_site():
+    """Each policy run alone, before evaluate adds its "no finding" lines: what it yields is what it declares."""
+    from aifactory.policy import REGISTRY, Subject
+
+    stacks = [load_stack(ROOT, s) for s in SITES]
+    for stack in stacks:
+        subject = Subject(stack, tuple(o for o in stacks if o is not stack), AS_OF)
+        for policy in REGISTRY.values():
+            ids = {r.id for r in policy.run(subject)}
+            assert ids <= set(policy.checks), (stack.name, policy.name, ids - set(policy.checks))
+
+
+def test_a_site_scoped_policy_sees_no_other_site_and_a_cross_site_one_sees_them_all(monkeypatch):
+    from aifactory.policy import Policy, Result
+
+    seen = {}
+
+    def probe(name, check):
+        def run(subject):
+            seen[name] = sorted(o.name for o in subject.others)
+            yield Result(check, Severity.INFO, subject.stack.name, "aifactory:site", "probed")
+
+        return run
+
+    _rogue(monkeypatch, Policy("probe-site", "site probe", "site", ("tenants.quota",), probe("site", "tenants.quota")))
+    _rogue(
+        monkeypatch,
+        Policy("probe-cross", "cross probe", "cross-site", ("tenants.pod-size",), probe("cross", "tenants.pod-size")),
+    )
+    stacks = [load_stack(ROOT, s) for s in ("lab", "za", "ng")]
+    evaluate_sites(stacks, only={"lab"}, as_of=AS_OF)
+    assert seen == {"site": [], "cross": ["ng", "za"]}
+
+
+def test_a_policy_of_an_unknown_scope_is_refused():
+    from aifactory.policy import Policy
+
+    with pytest.raises(ValueError, match="scope"):
+        Policy("odd", "odd", "sitewide", ("tenants.quota",), lambda s: ())
+
+
+def test_every_declared_id_leaves_a_line_on_every_site():
     from aifactory.policy import CHECK_IDS
 
     stacks = [load_stack(ROOT, s) for s in SITES]
-    reported = {r.id for r in evaluate_sites(stacks, as_of=AS_OF)}
-    assert reported == set(CHECK_IDS)  # every check leaves a line, passing or not
+    for stack in stacks:
+        reported = {r.id for r in evaluate_sites(stacks, only={stack.name}, as_of=AS_OF)}
+        assert reported == set(CHECK_IDS), stack.name
 
 
 def test_validate_only_an_unknown_policy_is_bad_input(cli):

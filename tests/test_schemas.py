@@ -93,7 +93,8 @@ def nic_image_problems(site, spec: dict[str, Any]) -> list[str]:
     for key, block in blocks.items():
         upstream = release[catalog.NETWORK_OPERATOR_RELEASE_KEYS[key]]
         want = (upstream["image"], below_host(upstream["repository"]), upstream["version"])
-        got = (block["image"], below_host(block["repository"]), block["version"])
+        # version is tag@sha256:<digest> where the release's bundle publishes one (tests/test_supply.py).
+        got = (block["image"], below_host(block["repository"]), block["version"].split("@")[0])
         if got != want:
             out.append(f"NicClusterPolicy {key}: {got} is not release {site.gpu_stack.network_operator}'s {want}")
         if not block["repository"].startswith(site.mirrors.containers.host + "/"):
@@ -131,10 +132,17 @@ def reads(text: str, path: str) -> bool:
     return False
 
 
+def documented(text: str, path: str) -> bool:
+    """values.yaml documents `block.key` as a comment inside the block (`#version: ""`: default appVersion)."""
+    block, _, key = path.partition(".")
+    body = re.search(rf"^{re.escape(block)}:\n((?:[ #].*\n|\n)*)", text, re.M)
+    return bool(key) and "." not in key and body is not None and re.search(rf"^\s+#\s*{re.escape(key)}:", body[1], re.M)
+
+
 def chart_value_problems(version: str, values: dict[str, Any]) -> list[str]:
     chart = yaml.safe_load(chart_file(version, "values.yaml"))
     nfd = yaml.safe_load(chart_file(version, "nfd-values.yaml"))
-    templates = chart_file(version, "clusterpolicy.tpl.yaml") + chart_file(version, "operator.tpl.yaml")
+    templates = "".join(chart_file(version, f) for f in ("clusterpolicy.tpl.yaml", "operator.tpl.yaml", "helpers.tpl"))
     conditions = chart_file(version, "Chart.yaml")
     out = []
     for path in leaves(values):
@@ -142,7 +150,7 @@ def chart_value_problems(version: str, values: dict[str, Any]) -> list[str]:
             if not has_path(nfd, path.split(".", 1)[1]):
                 out.append(f"values {path}: not in the node-feature-discovery subchart")
             continue
-        if not has_path(chart, path):
+        if not (has_path(chart, path) or documented(chart_file(version, "values.yaml"), path)):
             out.append(f"values {path}: not a key of gpu-operator {version}'s values.yaml")
         elif not (reads(templates, path) or f"condition: {path}" in conditions):
             out.append(f"values {path}: gpu-operator {version} never reads it")
@@ -234,14 +242,20 @@ def test_catalogued_releases_match_the_vendored_manifests():
                 upstream["image"],
                 upstream["version"],
             ), (version, key)
-    for version, repos in catalog.GPU_OPERATOR_REPOSITORIES.items():
+    for version, images in catalog.GPU_OPERATOR_IMAGES.items():
         chart = yaml.safe_load(chart_file(version, "values.yaml"))
         chart["node-feature-discovery"] = yaml.safe_load(chart_file(version, "nfd-values.yaml"))
-        for component, repo in repos.items():
+        for component, image in images.items():
             node = chart
             for part in component.split("."):
                 node = node[part]
-            assert node["repository"] == repo, (version, component)
+            repository = node["repository"]
+            if component == "node-feature-discovery.image":  # the subchart names repository/name in one
+                repository, _, name = repository.rpartition("/")
+                assert name == image.name, (version, component)
+            else:
+                assert node["image"] == image.name, (version, component)
+            assert repository == image.repository, (version, component)
 
 
 # --- the checks catch what the real API would reject or prune ------------------------------------

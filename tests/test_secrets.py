@@ -122,3 +122,24 @@ def test_secret_encrypt_refuses_the_lab_passphrase_for_a_country(cli, monkeypatc
     code, out, err = cli("secret", "encrypt", "za")
     assert (code, out) == (2, "")
     assert "refusing the public lab passphrase for site za" in err
+
+
+# Pulumi's own test vector (pulumi/pulumi pkg/secrets/passphrase/manager_test.go at bd2962ec, 2026-03-18): the
+# state its passphrase manager opens with PULUMI_CONFIG_PASSPHRASE=password and refuses with password123, and
+# the state its parser rejects. The salt's ciphertext is Pulumi's own AES-256-GCM output, not ours.
+PULUMI_STATE = "v1:fozI5u6B030=:v1:F+6ZduKKd8G0/V7L:PGMFeIzwobWRKmEAzUdaQHqC5mMRIQ=="
+PULUMI_BROKEN_STATE = "fozI5u6B030=:v1:F+6ZduL:PGMFeIzwobWRKmEAzUdaQHqC5mMRIQ=="
+
+
+def test_pulumis_own_test_vector_opens_with_its_passphrase_and_no_other():
+    from aifactory.secrets import verifies
+
+    crypter = Crypter.from_state("password", PULUMI_STATE)
+    assert verifies("password", PULUMI_STATE)
+    assert not verifies("password123", PULUMI_STATE)
+    with pytest.raises(SecretsError, match="incorrect passphrase"):
+        Crypter.from_state("password123", PULUMI_STATE)
+    with pytest.raises(SecretsError):
+        Crypter.from_state("password", PULUMI_BROKEN_STATE)
+    # What this crypter writes under Pulumi's state opens under Pulumi's state again, with Pulumi's key.
+    assert Crypter.from_state("password", PULUMI_STATE).decrypt(crypter.encrypt("bmc")) == "bmc"

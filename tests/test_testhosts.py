@@ -120,6 +120,21 @@ def test_hosts_reach_packages_only_through_the_mirror(stack, hosts):
     )
 
 
+def test_the_package_proxy_fetches_from_debians_mirror_only(stack, hosts):
+    """A host asking the proxy for another location (the lab's ubuntu and cuda mirror paths) is refused
+    by the proxy itself: the project's traffic leaves this machine for Debian's mirror only."""
+    first = stack.site.nodes[0].hostname
+    m = stack.site.mirrors
+
+    def status(url: str) -> str:
+        probe = ssh(first, f"python3 -c \"import urllib.request as u, urllib.error as e\ntry: print(u.urlopen('{url}', timeout=20).status)\nexcept e.HTTPError as x: print(x.code)\"")
+        return probe.stdout.strip()
+
+    assert status(f"{m.debian.url}/dists/bookworm/Release") == "200"
+    assert status(f"{m.ubuntu.url}/dists/jammy/Release") == "403"
+    assert status(f"{m.cuda.url}/ubuntu2204/x86_64/Release") == "403"
+
+
 def test_a_second_run_beside_this_one_shares_nothing_but_caches(stack, hosts):
     """Another checkout's run of the same site: the same addresses, its own namespace; down removes only it."""
     other = Run("0badc0de", SITE)
@@ -256,6 +271,74 @@ def test_the_whole_toolkit_resolves_on_the_mirror_in_check_mode(stack, hosts, tm
     assert all(s.changed > 0 for s in result.hosts.values())  # nvidia-cuda-toolkit would be installed
     first = stack.site.nodes[0].hostname
     assert ssh(first, "dpkg-query -W nvidia-cuda-toolkit").returncode != 0  # and check mode installed nothing
+
+
+def test_mirror_check_asks_the_labs_own_mirrors_for_real(stack, hosts, cli):
+    """The Debian packages the roles pin and the NCCL redistributable, asked of the lab's proxy and artifact mirror."""
+    code, out, err = netns.inside(
+        RUN.netns, lambda: cli("mirror", "check", SITE, "--mirror", "debian", "--mirror", "artifacts")
+    )
+    lines = out.splitlines()
+    # The harness cannot fetch nccl-tests' source here (no route to GitHub), so the lab's mirror lacks it,
+    # and says so; the lab's nodes have no GPU, so the role never asks for it.
+    (missing,) = [line for line in lines[:-1] if not line.startswith("ok ")]
+    assert missing.startswith("MISSING     file artifacts nccl-tests 2.19.6"), missing
+    assert code == 1, out + err
+    nccl = next(line for line in lines if " artifacts nvidia-nccl-cu11 " in line)
+    assert nccl.startswith("ok ") and "sha256:49d8350629c7888701d1fd200934942671cb5c728f49acc5a0b3a768820bed29" in nccl
+    smi = next(line for line in lines if " debian nvidia-smi " in line)
+    assert smi.startswith("ok ") and "535.261.03-1 sha256:" in smi and "non-free/binary-amd64" in smi
+    # The lab serves no registry and no chart index, and the check says so. Its ubuntu and cuda mirrors are
+    # paths on the package proxy that lead to archives outside Debian's: they are not asked here.
+    mirrors = ("debian", "artifacts", "charts", "containers")
+    code, out, _ = netns.inside(
+        RUN.netns,
+        lambda: cli("mirror", "check", SITE, "--timeout", "5", *(a for m in mirrors for a in ("--mirror", m))),
+    )
+    assert code == 1
+    statuses = {line.split()[2]: line.split()[0] for line in out.splitlines()[:-1]}
+    assert statuses["containers"] == "UNREACHABLE" and statuses["charts"] == "MISSING"
+    assert out.splitlines()[-1].startswith("lab: ")
+
+
+def test_a_planted_wrong_redistributable_is_caught_by_check_and_refused_by_the_role(stack, hosts, cli, tmp_path):
+    """A mirror that serves other bytes under NCCL's name: `mirror check` names it, and the nccl role will not take it."""
+    import yaml
+
+    from aifactory import inventory
+    from aifactory.testhosts.services import artifact_root
+
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())
+    site_doc = doc["config"]["aifactory:site"]
+    prefix = f"planted-{RUN.id}"
+    site_doc["mirrors"]["artifacts"]["url"] = f"http://172.29.0.1:8081/{prefix}"
+    root = project_copy(tmp_path, doc)
+    planted = load_stack(root, SITE)
+    inventory.write(planted, root)
+    wheel = artifact_root() / prefix / "nccl" / "nvidia-nccl-cu11-2.21.5.whl"
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copyfile(artifact_root() / "nvidia" / "nccl" / "nvidia-nccl-cu11-2.21.5.whl", wheel)
+        with wheel.open("ab") as fh:
+            fh.write(b"planted")  # still a wheel to unzip; no longer NVIDIA's bytes
+        code, out, _ = netns.inside(RUN.netns, lambda: cli("mirror", "check", SITE, "--mirror", "artifacts", root=root))
+        assert code == 1
+        (line,) = [ln for ln in out.splitlines() if "nvidia-nccl-cu11" in ln]
+        assert line.startswith("DIFFERENT ")
+        assert "the catalog's is sha256:49d8350629c7888701d1fd200934942671cb5c728f49acc5a0b3a768820bed29" in line
+
+        first = stack.site.nodes[0].hostname
+        assert ssh(first, "rm -f /var/cache/aifactory/nvidia-nccl-cu11-2.21.5.whl").returncode == 0
+        result = run_playbook(planted, root, limit=first, say=print, quiet=True)
+        assert result.failed_hosts == [first], result.artifacts
+        events = (result.artifacts / "stdout").read_text()
+        assert "did not match" in events, events[-2000:]
+        assert ssh(first, "test -e /var/cache/aifactory/nvidia-nccl-cu11-2.21.5.whl").returncode != 0
+    finally:
+        shutil.rmtree(artifact_root() / prefix, ignore_errors=True)
+    # The real mirror's file is taken again, and the node is whole.
+    again = run_playbook(stack, ROOT, limit=stack.site.nodes[0].hostname, say=print, quiet=True)
+    assert not again.failed_hosts, again.artifacts
 
 
 def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path):

@@ -239,14 +239,14 @@ DOC_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
 ]
 
 TEXT_CASES: list[tuple[str, Callable[[str], str], str]] = [
-    ("duplicate-key", text("    code: lab\n", "    code: lab\n    code: za\n"), "line 10"),
+    ("duplicate-key", text("    code: lab\n", "    code: lab\n    code: za\n"), "line 11"),
     ("duplicate-key-nested", text("      law: ", "      law: x\n      law: "), "duplicate key 'law'"),
-    ("int-key", text("    code: lab\n", "    code: lab\n    1: one\n"), "line 10"),
-    ("bool-key", text("    code: lab\n", "    code: lab\n    yes: one\n"), "line 10"),
-    ("alias", text("    code: lab\n", "    code: &c lab\n"), "line 9"),
-    ("merge-key", text("    code: lab\n", "    code: lab\n    <<: {colour: blue}\n"), "line 10"),
+    ("int-key", text("    code: lab\n", "    code: lab\n    1: one\n"), "line 11"),
+    ("bool-key", text("    code: lab\n", "    code: lab\n    yes: one\n"), "line 11"),
+    ("alias", text("    code: lab\n", "    code: &c lab\n"), "line 10"),
+    ("merge-key", text("    code: lab\n", "    code: lab\n    <<: {colour: blue}\n"), "line 11"),
     ("yaml-syntax", text("    code: lab\n", "    code: [lab\n"), "line "),
-    ("python-tag", text("    code: lab\n", "    code: !!python/object/apply:os.system [id]\n"), "line 9"),
+    ("python-tag", text("    code: lab\n", "    code: !!python/object/apply:os.system [id]\n"), "line 10"),
     ("two-documents", lambda t: t + "---\nconfig: {}\n", ""),
     ("nul-byte", text("    code: lab\n", "    code: la\x00b\n"), ""),
     (

@@ -3,7 +3,8 @@
 The report is a pure function of its inputs (the stack file, the stack at the compared revision,
 this package's source, the templates and the as-of date), and it names the SHA-256 of each and
 of all together, so an auditor can check out the same commit, run the same command, and get
-the same bytes.
+the same bytes. It says whether the checkout was clean: on a modified tree the bytes come from
+the working tree, and the report names the files that differ from the commit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,10 +19,11 @@ from typing import Any
 
 import jinja2
 
-from . import catalog
-from .diff import Change, diff_stacks, resolve_revision, stack_at_revision
+from . import catalog, history
+from .diff import Change, diff_stacks
 from .errors import ConfigError, Problem
 from .fsutil import refuse_irregular, write_atomic
+from .migrations import CURRENT
 from .plan import run_plan
 from .policy import Result, Severity, evaluate_sites
 from .stackfile import Stack, list_stacks, load_stack, stack_path
@@ -46,14 +47,13 @@ class Inputs:
         return _sha(json.dumps(self.parts, sort_keys=True).encode())
 
 
-def collect_inputs(root: Path, site: str, as_of: date, rev: str | None) -> Inputs:
+def collect_inputs(root: Path, site: str, as_of: date, rev: history.Resolved | None) -> Inputs:
     # Every stack is labelled the same way, the audited site's own included.
     parts = {f"stack {site}": _sha(stack_path(root, site).read_bytes()), "as_of": as_of.isoformat()}
     if rev is not None:
         rel = stack_path(root, site).relative_to(root)
-        sha = resolve_revision(root, rev, "--against")
-        old = subprocess.run(["git", "-C", str(root), "show", f"{sha}:{rel}"], capture_output=True, check=False)
-        parts[f"stack {site}@{sha}"] = _sha(old.stdout)
+        old = history.show(root, rev.commit.sha, str(rel))
+        parts[f"stack {site}@{rev.commit.sha}"] = _sha(old or b"")
     code = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):
         code.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -67,9 +67,24 @@ def collect_inputs(root: Path, site: str, as_of: date, rev: str | None) -> Input
     return Inputs(parts)
 
 
-def _commit(root: Path) -> str:
-    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+# Folders whose every file is an input (an untracked file there changes the report); the report's own output
+# written into the checkout is not one.
+INPUT_DIRS = ("stacks", "src", "templates")
+# A dirty tree's report names this many of the files that differ from the commit, then a count.
+CHANGED_SHOWN = 20
+
+
+def tree_facts(root: Path) -> dict[str, Any]:
+    """Whether the report's bytes are the commit's: the checkout's state, as the report states it."""
+    tree = history.tree_state(root, INPUT_DIRS)
+    return {
+        "head": tree.head.sha if tree.head else "unknown",
+        "git": tree.head is not None,
+        "clean": tree.clean,
+        "changed": list(tree.changed[:CHANGED_SHOWN]),
+        "more": max(0, len(tree.changed) - CHANGED_SHOWN),
+        "count": len(tree.changed),
+    }
 
 
 def _bucket_facts(region: str | None, versioning: bool, lock: dict[str, Any] | None) -> str:
@@ -107,16 +122,29 @@ def storage_rows(stack: Stack, live: dict[str, Any] | str | None) -> tuple[str, 
 
 
 def report_context(
-    root: Path, stack: Stack, as_of: date, rev: str | None, *, live: dict[str, Any] | str | None = None
+    root: Path, stack: Stack, as_of: date, rev: history.Resolved | None, *, live: dict[str, Any] | str | None = None
 ) -> dict[str, Any]:
     site = stack.site
     stacks = [stack] + [load_stack(root, n) for n in list_stacks(root) if n != stack.name]
     results: list[Result] = evaluate_sites(stacks, only={stack.name}, as_of=as_of)
-    changes: list[Change] | None = (
-        diff_stacks(stack_at_revision(root, stack.name, rev), stack) if rev is not None else None
-    )
+    changes: list[Change] | None = None
+    past: dict[str, Any] | None = None
+    if rev is not None:
+        old = history.stack_at(root, stack.name, rev)
+        changes = diff_stacks(old, stack)
+        between = history.between(root, rev.commit.sha, str(stack_path(root, stack.name).relative_to(root)))
+        past = {
+            "said": rev.said(),
+            "format": old.format,
+            "upgraded": list(old.migrated),
+            "total": between.total,
+            "path": between.path,
+            "on_history": between.on_history,
+            "commits": list(between.touching),
+        }
     plan = run_plan(stack)
     inputs = collect_inputs(root, stack.name, as_of, rev)
+    tree = tree_facts(root)
     counts = {s.value: sum(1 for r in results if r.severity is s) for s in Severity}
     pools = [
         {
@@ -131,9 +159,9 @@ def report_context(
     ]
     store_note, buckets = storage_rows(stack, live)
     g = site.gpu_stack
-    command = f"aifactory audit {stack.name} --out DIR --as-of {as_of.isoformat()}" + (
-        f" --against {rev}" if rev else ""
-    )
+    # A date is named by the commit it chose: the report is reproduced from that commit, whatever the history since.
+    against = "" if rev is None else f" --against {rev.commit.sha if rev.rule else rev.asked}"
+    command = f"aifactory audit {stack.name} --out DIR --as-of {as_of.isoformat()}{against}"
     return {
         "site": site,
         "as_of": as_of.isoformat(),
@@ -153,7 +181,9 @@ def report_context(
         "results": results,
         "counts": counts,
         "verdict": "FAIL" if counts["error"] else "PASS",
-        "rev": rev,
+        "rev": rev.label if rev else None,
+        "past": past,
+        "current_format": CURRENT,
         "changes": changes,
         "store_note": store_note,
         "buckets": buckets,
@@ -161,7 +191,8 @@ def report_context(
         "resource_total": len(plan.resources),
         "inputs": sorted(inputs.parts.items()),
         "digest": inputs.digest,
-        "commit": _commit(root),
+        "commit": tree["head"],
+        "tree": tree,
         "command": command,
         # Links: an auditor follows each fact to its source in one click.
         "sources": [catalog.CUDA_RELEASE_NOTES, catalog.GPU_OPERATOR_SUPPORT, catalog.DRIVER_LIFECYCLE],
@@ -195,7 +226,13 @@ def check_out_dir(out: Path) -> Path:
 
 
 def write_report(
-    root: Path, stack: Stack, out: Path, as_of: date, rev: str | None, *, live: dict[str, Any] | str | None = None
+    root: Path,
+    stack: Stack,
+    out: Path,
+    as_of: date,
+    rev: history.Resolved | None,
+    *,
+    live: dict[str, Any] | str | None = None,
 ) -> list[Path]:
     context = report_context(root, stack, as_of, rev, live=live)
     env = jinja2.Environment(

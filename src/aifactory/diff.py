@@ -11,20 +11,26 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import grammar
-from .errors import ConfigError, Problem
+from . import history
+from .migrations import CURRENT
 from .plan import Plan
-from .stackfile import Stack, parse_stack, parse_yaml, stack_path
+from .stackfile import Stack, stack_path
 
 # Lists whose items have a name: matched by it. Nodes are matched by position, which is their
 # index and so their hostname.
-KEYED = {"pools": "name", "tenants": "name", "rails": "name", "buckets": "name", "classes": "name"}
+KEYED = {
+    "pools": "name",
+    "tenants": "name",
+    "rails": "name",
+    "buckets": "name",
+    "classes": "name",
+    "scalable_units": "name",
+}
 
 # What must differ between two sites; hidden by --ignore-expected.
 EXPECTED_DIFFERENCES = (
@@ -191,34 +197,41 @@ def diff_stacks(a: Stack, b: Stack, ignore_expected: bool = False) -> list[Chang
     return changes
 
 
-def resolve_revision(root: Path, rev: str, option: str = "--rev") -> str:
-    """The commit a user's revision names, checked by git itself; never passed to git as an option."""
-    if not rev or rev.startswith("-") or len(rev) > 256 or not rev.isprintable():
-        raise ConfigError([Problem(option, "", f"{grammar.shown(rev)} is not a git revision")])
-    proc = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    sha = proc.stdout.strip()
-    if proc.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40,64}", sha, re.ASCII):
-        raise ConfigError([Problem(option, "", f"{grammar.shown(rev)} names no commit in {root.name}")])
-    return sha
+@dataclass(frozen=True)
+class Context:
+    """What a diff against a revision compared: the commit and how it was chosen, the old file's format and the
+    upgrade steps it went through, the working tree's side, and the commits between; as lines and as JSON."""
+
+    lines: tuple[str, ...]
+    doc: dict[str, Any]
 
 
-def stack_at_revision(root: Path, site: str, rev: str) -> Stack:
-    sha = resolve_revision(root, rev)
-    rel = stack_path(root, site).relative_to(root)
-    shown = f"{rel}@{grammar.shown(rev)[1:-1]}"
-    proc = subprocess.run(["git", "-C", str(root), "show", f"{sha}:{rel}"], capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise ConfigError([Problem(shown, "", "no such stack file at that revision")])
-    try:
-        text = proc.stdout.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(shown, "", f"not UTF-8 text (byte {exc.start})")]) from None
-    return parse_stack(parse_yaml(text, shown), site, root / rel, shown)
+def revision_context(root: Path, resolved: history.Resolved, old: Stack, new: Stack) -> Context:
+    rel = str(stack_path(root, new.name).relative_to(root))
+    lines = [f"{new.name}@{resolved.label}: {resolved.said()}"]
+    if old.format < CURRENT:
+        lines.append(f"  stack format {old.format}, upgraded to {CURRENT} to compare (src/aifactory/migrations):")
+        lines += [f"    {note}" for note in old.migrated]
+    tree = history.tree_state(root)
+    if tree.head is None:
+        now = f"{new.name}: {rel} in the working tree (not a git checkout)"
+    else:
+        same = "differs from the commit" if rel in tree.changed else "as committed"
+        now = f"{new.name}: {rel} in the working tree at {tree.head.short} ({same})"
+    lines.append(now)
+    between = history.between(root, resolved.commit.sha, rel)
+    lines += between.lines()
+    doc = {
+        "revision": resolved.to_json(),
+        "format": old.format,
+        "upgraded": list(old.migrated),
+        "working_tree": {
+            "head": tree.head.sha if tree.head else None,
+            "stack_file_as_committed": tree.head is not None and rel not in tree.changed,
+        },
+        "commits": between.to_json(),
+    }
+    return Context(tuple(lines), doc)
 
 
 def diff_plans(a: Plan, b: Plan) -> list[Change]:
@@ -237,12 +250,15 @@ def diff_plans(a: Plan, b: Plan) -> list[Change]:
     return out
 
 
-def render_text(title: str, changes: list[Change]) -> str:
-    lines = [f"{title}: {len(changes)} change(s)" if changes else f"{title}: no changes"]
+def render_text(title: str, changes: list[Change], context: Context | None = None) -> str:
+    lines = list(context.lines) if context else []
+    lines.append(f"{title}: {len(changes)} change(s)" if changes else f"{title}: no changes")
     lines += [c.line() for c in changes]
     return "\n".join(lines) + "\n"
 
 
-def render_json(a: str, b: str, changes: list[Change], kind: str) -> str:
-    doc = {"a": a, "b": b, "kind": kind, "changes": [c.to_json() for c in changes]}
+def render_json(a: str, b: str, changes: list[Change], kind: str, context: Context | None = None) -> str:
+    doc: dict[str, Any] = {"a": a, "b": b, "kind": kind, "changes": [c.to_json() for c in changes]}
+    if context:
+        doc["history"] = context.doc
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"

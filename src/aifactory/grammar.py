@@ -131,12 +131,16 @@ def normal_host(raw: str) -> str:
             return str(IPv4Address(host))
         except AddressValueError:
             raise ValueError(f"{shown(raw)} is not an IPv4 address") from None
-    return hostname(host)
+    try:
+        return hostname(host)
+    except ValueError:  # said of the value as written, not of its lower-case, IDNA form
+        raise ValueError(f"{shown(raw)} is not a host name (RFC 1123 labels of a-z, 0-9 and '-')") from None
 
 
 def mac(value: str) -> str:
-    value = value.lower()
-    return _need(bool(_MAC.fullmatch(value)), value, "a MAC address (aa:bb:cc:dd:ee:ff)")
+    """A MAC address in lower case; an error echoes it as written."""
+    _need(bool(_MAC.fullmatch(value.lower())), value, "a MAC address (aa:bb:cc:dd:ee:ff)")
+    return value.lower()
 
 
 def fingerprint(value: str) -> str:
@@ -233,7 +237,10 @@ def url(schemes: tuple[str, ...]) -> object:
             raise ValueError(f"{shown(value)} has an invalid port") from None
         if not parts.hostname:
             raise ValueError(f"{shown(value)} has no host")
-        host = normal_host(parts.hostname)
+        try:
+            host = normal_host(parts.hostname)
+        except ValueError:  # urlsplit lower-cased the host: say it of the URL as written
+            raise ValueError(f"{shown(value)} has no valid host (RFC 1123 labels, or an IPv4 address)") from None
         netloc = host + (f":{port}" if port is not None else "")
         return parts._replace(netloc=netloc).geturl()
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from . import labels
-from .catalog import SKUS, Sku
+from .catalog import SKUS, Sku, supply
 from .errors import ConfigError
 from .fsutil import parts_of, read_bounded, write_atomic
 from .model import Site
@@ -204,6 +204,9 @@ def group_vars_all(site: Site) -> dict[str, Any]:
         "cuda_toolkit_components": g.cuda_components,
         "nccl_package_version": g.nccl,
         "nccl_artifacts_url": m.artifacts.url,
+        # nccl-tests, built on GPU nodes against their NCCL: what verify's all-reduce check runs (catalog).
+        "nccl_tests_version": supply.NCCL_TESTS.version,
+        "nccl_tests_sha256": supply.NCCL_TESTS.sha256,
         "nccl_socket_ifname": site.network.management.interface,
         # Who runs IMEX on rack-scale trays: NVIDIA's DRA driver, where the site deploys it.
         "nvidia_imex_daemon": "dra" if site.gpu_stack.dra_driver else "host",
@@ -215,8 +218,12 @@ def group_vars_all(site: Site) -> dict[str, Any]:
 
 
 def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
-    """Facts of the SKU from the catalog, and the rails on its ports (catalog port map, site's rails)."""
+    """Facts of the SKU from the catalog, the rails on its ports (catalog port map, site's rails), and the digest
+    of the NCCL redistributable for its CPU (catalog/supply.py: PyPI's; "" where none is known, which policy
+    supply.digests refuses and the nccl role would too)."""
     sku = SKUS[sku_name]
+    g = site.gpu_stack
+    wheel = supply.nccl_wheel(g.nccl_version, int(g.nccl_cuda.split(".")[0]), sku.cpu_arch)
     ports = site.rail_ports(sku_name)
     fabric = site.network.fabric
     rails = [
@@ -235,6 +242,7 @@ def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
         **nccl_nvlink(sku),
         # Empty where the catalog has no port map for the SKU: NCCL then picks its HCAs itself.
         "nccl_ib_hca": [r["rdma"] for r in rails],
+        "nccl_redist_sha256": wheel.sha256 if wheel else "",
         "rdma_rails": rails,
     }
 

@@ -22,8 +22,6 @@ TENANT = f"{PREFIX}/tenant"
 CLASSIFICATION = f"{PREFIX}/data-classification"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
-# NVIDIA's reference architecture groups DGX nodes into scalable units of 32 behind one rail leaf set.
-SCALABLE_UNIT_NODES = 32
 # The GPU operator's MIG manager applies the MIG configuration named by this node label
 # (gpu-operator ClusterPolicy, migManager.config.default: "when there is no config specified with
 # the node label nvidia.com/mig.config").
@@ -45,7 +43,7 @@ def node_labels(site: Site, node: NodeView) -> dict[str, str]:
         JURISDICTION: site.jurisdiction.data_residency,
         FABRIC: fabric.type,
         RAIL_COUNT: str(len(fabric.rails)),
-        SCALABLE_UNIT: f"su{(node.index - 1) // SCALABLE_UNIT_NODES + 1}",
+        SCALABLE_UNIT: node.scalable_unit,  # declared per pool (NodePool.scalable_units), unique in the site
     }
     if node.rack:
         out[RACK] = node.rack

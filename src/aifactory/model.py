@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from functools import cached_property
+from functools import cache, cached_property
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -23,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from . import grammar
 from .catalog import (
     DRA_DRIVER_RELEASES,
-    GPU_OPERATOR_REPOSITORIES,
+    GPU_OPERATOR_IMAGES,
     NETWORK_OPERATOR_IMAGES,
     SKUS,
     Port,
@@ -104,7 +105,7 @@ def _catalogued(known: Mapping[str, object], what: str) -> Callable[[str], str]:
 ChartVersion = Annotated[
     str,
     AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)")),
-    AfterValidator(_catalogued(GPU_OPERATOR_REPOSITORIES, "gpu-operator chart")),
+    AfterValidator(_catalogued(GPU_OPERATOR_IMAGES, "gpu-operator chart")),
 ]
 DraDriverVersion = Annotated[
     str,
@@ -233,6 +234,13 @@ class Rack(Strict):
     trays: list[Annotated[int, Field(ge=1, le=MAX_NODES_PER_POOL)]] = Field(min_length=1, max_length=1024)
 
 
+class ScalableUnit(Strict):
+    """A scalable unit: nodes behind one set of rail leaf switches (node label aifactory.io/scalable-unit)."""
+
+    name: DnsLabel = Field(description="The unit's name, unique in the site (the label's value), e.g. su1")
+    nodes: int = Field(ge=1, le=MAX_NODES_PER_POOL, description="How many of the pool's nodes it holds, in pool order")
+
+
 class NodePool(Strict):
     name: DnsLabel
     sku: SkuName
@@ -245,6 +253,12 @@ class NodePool(Strict):
         description="Host number of the pool's first node; a node has the same host number on every network",
     )
     nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES_PER_POOL)
+    scalable_units: list[ScalableUnit] = Field(
+        min_length=1,
+        max_length=MAX_NODES_PER_POOL,
+        description="The pool's nodes, in order, by the scalable unit they are cabled to: the first `nodes` of "
+        "them in the first unit, and so on; together they hold every node of the pool",
+    )
     mig_config: MigProfile | None = Field(
         default=None,
         description="MIG configuration of this pool's nodes (node label nvidia.com/mig.config); unset: MIG off",
@@ -279,6 +293,28 @@ class NodePool(Strict):
                     )
                 seen[tray] = rack.name
         return self
+
+    @model_validator(mode="after")
+    def _units_hold_every_node(self) -> NodePool:
+        held = sum(u.nodes for u in self.scalable_units)
+        if held != len(self.nodes):
+            more = len(self.nodes) - held
+            hint = (
+                f"nodes {held + 1}-{len(self.nodes)} are in no unit: add them to one, or add a unit of {more}"
+                if more > 0
+                else f"remove {-more} from the units, or add nodes"
+            )
+            raise FieldError(
+                ("scalable_units",), f"the units hold {held} nodes, the pool has {len(self.nodes)}: {hint}"
+            )
+        dupes = sorted(n for n, k in Counter(u.name for u in self.scalable_units).items() if k > 1)
+        if dupes:
+            raise FieldError(("scalable_units",), f"unit(s) {', '.join(dupes)} named twice in the pool")
+        return self
+
+    def unit_of(self) -> list[str]:
+        """Each node's scalable unit, in pool order."""
+        return [u.name for u in self.scalable_units for _ in range(u.nodes)]
 
     @property
     def count(self) -> int:
@@ -565,6 +601,7 @@ class Site(Strict):
     def nodes(self) -> list[NodeView]:
         views: list[NodeView] = []
         for pool in self.pools:
+            units = pool.unit_of()
             for i, hw in enumerate(pool.nodes):
                 host = pool.ip_offset + i
                 hostname = pool.hostname_of(self.code, i + 1)
@@ -582,6 +619,7 @@ class Site(Strict):
                         mac=hw.mac,
                         rack=pool.rack_of.get(i + 1),
                         nvlink_domain=pool.rack_of.get(i + 1) if pool.spec.mnnvl else None,
+                        scalable_unit=units[i],
                     )
                 )
         return views
@@ -684,6 +722,7 @@ class NodeView(BaseModel):
     rack: str | None = None
     # The multi-node NVLink domain (IMEX domain) the node is in: its rack, on rack-scale SKUs.
     nvlink_domain: str | None = None
+    scalable_unit: str
 
 
 def _nth(net: IPv4Network, host: int) -> IPv4Address | None:
@@ -691,3 +730,39 @@ def _nth(net: IPv4Network, host: int) -> IPv4Address | None:
     if host >= net.num_addresses - 1:
         return None
     return net.network_address + host
+
+
+def _element(annotation: object) -> object:
+    """The model or list type inside Annotated[...] and Optional[...]."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            (annotation,) = [a for a in get_args(annotation) if a is not type(None)]
+        else:
+            return annotation
+
+
+@cache
+def field_path(*parts: str | int) -> str:
+    """A path into the site model (``pools[0].sku``), built from the model's own field names.
+
+    Every name must be a field of the model it is read from and every index must follow a list
+    field, so a renamed field fails here, in any test that reaches the finding, rather than leaving
+    an audit pointing at a field that no longer exists.
+    """
+    current: object = Site
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            if get_origin(current) is not list:
+                raise ValueError(f"{out or 'the site'} is not a list: no index {part}")
+            current = _element(get_args(current)[0])
+            out += f"[{part}]"
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            raise ValueError(f"{out or 'the site'} has no field {part!r}")
+        current = _element(current.model_fields[part].annotation)
+        out += f".{part}" if out else part
+    return out

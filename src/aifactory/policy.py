@@ -9,7 +9,6 @@ A passing check yields an INFO result, so an audit can show what was checked, no
 from __future__ import annotations
 
 import enum
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -17,11 +16,11 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from . import catalog, grammar
-from .catalog import Version
-from .errors import ConfigError, Problem
+from . import catalog, findings, grammar
+from .catalog import Version, supply
+from .errors import ConfigError, Problem, natural
 from .grammar import shown
-from .model import Site, ipam_blocks
+from .model import Site, field_path, ipam_blocks
 from .secrets import read_passphrase_file, verifies
 from .stackfile import CREDENTIALS_KEY, SITE_KEY, Stack, load_neighbours
 
@@ -43,7 +42,8 @@ class Result:
     file: str = ""
 
     def line(self) -> str:
-        return f"{self.severity.value:7s} [{self.id}] {self.file or self.site}: {self.path}: {self.message}"
+        """The finding as every command prints it (findings.py adds the line and host, and folds repeats)."""
+        return f"{self.severity.value}: {self.file or self.site}: {self.path}: [{self.id}] {self.message}"
 
 
 # Hosts of global public services: a site configured to pull from or write to them sends
@@ -82,19 +82,22 @@ def _public(host: str) -> bool:
     return any(host == s or host.endswith("." + s) for s in PUBLIC_SERVICE_SUFFIXES)
 
 
-def endpoints(site: Site) -> Iterator[tuple[str, str, str]]:
-    """(field path, host, declared country) of every service the site talks to."""
+def endpoints(site: Site) -> Iterator[tuple[tuple[str | int, ...], str, str]]:
+    """(field, host, declared country) of every service the site talks to; the field as the model's names.
+
+    Each field sits beside a ``country`` field of the same model, which declares where it runs.
+    """
     m = site.mirrors
     for name in ("debian", "ubuntu", "cuda", "artifacts", "charts"):
         ep = getattr(m, name)
-        yield f"mirrors.{name}.url", ep.host, ep.country
-    yield "mirrors.containers.host", m.containers.hostname, m.containers.country
+        yield ("mirrors", name, "url"), ep.host, ep.country
+    yield ("mirrors", "containers", "host"), m.containers.hostname, m.containers.country
     store = site.storage.object_store
-    yield "storage.object_store.url", store.host, store.country
+    yield ("storage", "object_store", "url"), store.host, store.country
     for i, b in enumerate(store.buckets):
         if b.replication:
             host = urlsplit(b.replication.endpoint).hostname or ""
-            yield f"storage.object_store.buckets[{i}].replication.endpoint", host, b.replication.country
+            yield ("storage", "object_store", "buckets", i, "replication", "endpoint"), host, b.replication.country
 
 
 def state_backend_host(url: str) -> tuple[str | None, str]:
@@ -153,18 +156,24 @@ def check_residency(site: Site) -> Iterator[Result]:
             pid,
             Severity.ERROR,
             site,
-            "jurisdiction.data_residency",
+            field_path("jurisdiction", "data_residency"),
             f"site is in {site.country} but its data must reside in {home}",
         )
     else:
-        yield _r(pid, Severity.INFO, site, "jurisdiction.data_residency", f"site in {home}, data to stay in {home}")
+        yield _r(
+            pid,
+            Severity.INFO,
+            site,
+            field_path("jurisdiction", "data_residency"),
+            f"site in {home}, data to stay in {home}",
+        )
     for i, suffix in enumerate(ic.dns_suffixes):
         if _public(suffix) or any(_under(p, [suffix]) for p in PUBLIC_SERVICE_SUFFIXES):
             yield _r(
                 "residency.suffixes",
                 Severity.ERROR,
                 site,
-                f"jurisdiction.in_country.dns_suffixes[{i}]",
+                field_path("jurisdiction", "in_country", "dns_suffixes", i),
                 f"{suffix} covers global public services: an in-country suffix names only the site's own zone",
             )
     for i, net in enumerate(ic.networks):
@@ -173,36 +182,45 @@ def check_residency(site: Site) -> Iterator[Result]:
                 "residency.suffixes",
                 Severity.ERROR,
                 site,
-                f"jurisdiction.in_country.networks[{i}]",
+                field_path("jurisdiction", "in_country", "networks", i),
                 f"{net} is wider than a /8: no country operates it",
             )
-    targets = [*endpoints(site)]
-    targets += [(f"network.dns[{i}]", str(a), home) for i, a in enumerate(site.network.dns)]
-    targets += [(f"network.ntp[{i}]", h, home) for i, h in enumerate(site.network.ntp)]
-    for path, host, country in targets:
-        field = path.rsplit(".", 1)[0] if path.endswith((".url", ".host", ".endpoint")) else path
+    for fields, host, country in endpoints(site):
         if country != home:
-            yield _r(pid, Severity.ERROR, site, f"{field}.country", f"{host} is declared in {country}, outside {home}")
-        elif _public(host):
-            yield _r(
-                "residency.public-service",
-                Severity.ERROR,
-                site,
-                path,
-                f"{host} is a global public service; use the in-country mirror",
-            )
-        elif not located(site, host):
-            yield _r(
-                pid,
-                Severity.ERROR,
-                site,
-                path,
-                f"{host} is not proven in {home}: it is neither under nor inside {_where(site)} "
-                "(jurisdiction.in_country)",
-            )
+            where = field_path(*fields[:-1], "country")
+            yield _r(pid, Severity.ERROR, site, where, f"{host} is declared in {country}, outside {home}")
         else:
-            yield _r(pid, Severity.INFO, site, path, f"{host} in {home}")
+            yield from _located(site, field_path(*fields), host)
+    # DNS and NTP servers declare no country: where they run is proven from their address or name alone.
+    for i, address in enumerate(site.network.dns):
+        yield from _located(site, field_path("network", "dns", i), str(address))
+    for i, server in enumerate(site.network.ntp):
+        yield from _located(site, field_path("network", "ntp", i), server)
     yield from _check_state_backend(site)
+
+
+def _located(site: Site, path: str, host: str) -> Iterator[Result]:
+    """Whether an endpoint declared in the site's country is proven there from its own name or address."""
+    pid = "residency.in-country"
+    home = site.jurisdiction.data_residency
+    if _public(host):
+        yield _r(
+            "residency.public-service",
+            Severity.ERROR,
+            site,
+            path,
+            f"{host} is a global public service; use the in-country mirror",
+        )
+    elif not located(site, host):
+        yield _r(
+            pid,
+            Severity.ERROR,
+            site,
+            path,
+            f"{host} is not proven in {home}: it is neither under nor inside {_where(site)} (jurisdiction.in_country)",
+        )
+    else:
+        yield _r(pid, Severity.INFO, site, path, f"{host} in {home}")
 
 
 def _check_state_backend(site: Site) -> Iterator[Result]:
@@ -211,30 +229,38 @@ def _check_state_backend(site: Site) -> Iterator[Result]:
     backend = site.state_backend
     host, why = state_backend_host(backend.url)
     if host is None:
-        yield _r(pid, Severity.ERROR, site, "state_backend.url", f"Pulumi state has no in-country host: {why}")
+        yield _r(
+            pid, Severity.ERROR, site, field_path("state_backend", "url"), f"Pulumi state has no in-country host: {why}"
+        )
     elif host == "":
         yield _r(
             pid,
             Severity.WARNING,
             site,
-            "state_backend.url",
+            field_path("state_backend", "url"),
             "state on the local disk of whoever runs pulumi: it stays in "
             f"{home} only while that machine does; production sites use the in-country S3 store",
         )
     elif _public(host):
-        yield _r(pid, Severity.ERROR, site, "state_backend.url", f"{host} is a public service")
+        yield _r(pid, Severity.ERROR, site, field_path("state_backend", "url"), f"{host} is a public service")
     elif backend.country != home:
-        yield _r(pid, Severity.ERROR, site, "state_backend.country", f"declared in {backend.country}, outside {home}")
+        yield _r(
+            pid,
+            Severity.ERROR,
+            site,
+            field_path("state_backend", "country"),
+            f"declared in {backend.country}, outside {home}",
+        )
     elif not located(site, host):
         yield _r(
             pid,
             Severity.ERROR,
             site,
-            "state_backend.url",
+            field_path("state_backend", "url"),
             f"{host} is not proven in {home}: it is neither under nor inside {_where(site)}",
         )
     else:
-        yield _r(pid, Severity.INFO, site, "state_backend.url", f"state kept in {home} ({host})")
+        yield _r(pid, Severity.INFO, site, field_path("state_backend", "url"), f"state kept in {home} ({host})")
 
 
 def check_versions(site: Site, as_of: date) -> Iterator[Result]:
@@ -245,13 +271,17 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
             "compat.cuda-driver",
             Severity.ERROR,
             site,
-            "gpu_stack.cuda",
+            field_path("gpu_stack", "cuda"),
             f"CUDA {g.cuda} is not in the compatibility table ({', '.join(catalog.CUDA_MIN_DRIVER)}); "
             f"source: {catalog.CUDA_RELEASE_NOTES}",
         )
     elif g.driver_at_least(minimum):
         yield _r(
-            "compat.cuda-driver", Severity.INFO, site, "gpu_stack.driver", f"{g.driver} >= {minimum} for CUDA {g.cuda}"
+            "compat.cuda-driver",
+            Severity.INFO,
+            site,
+            field_path("gpu_stack", "driver"),
+            f"{g.driver} >= {minimum} for CUDA {g.cuda}",
         )
     else:
         floor = catalog.CUDA_MAJOR_DRIVER_FLOOR.get(g.cuda_major)
@@ -260,7 +290,7 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
                 "compat.cuda-driver",
                 Severity.WARNING,
                 site,
-                "gpu_stack.driver",
+                field_path("gpu_stack", "driver"),
                 f"{g.driver} is below {minimum} (CUDA {g.cuda}); runs only under minor-version "
                 f"compatibility, without PTX JIT ({catalog.CUDA_MINOR_COMPAT})",
             )
@@ -269,7 +299,7 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
                 "compat.cuda-driver",
                 Severity.ERROR,
                 site,
-                "gpu_stack.driver",
+                field_path("gpu_stack", "driver"),
                 f"{g.driver} is below {minimum}, the minimum for CUDA {g.cuda} ({catalog.CUDA_RELEASE_NOTES})",
             )
     for i, pool in enumerate(site.pools):
@@ -279,7 +309,7 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
                 "compat.sku-driver",
                 Severity.ERROR,
                 site,
-                f"pools[{i}].sku",
+                field_path("pools", i, "sku"),
                 f"{sku.name} needs driver >= {sku.min_driver}, site declares {g.driver} ({sku.source})",
             )
         elif Version.parse(g.cuda) < Version.parse(sku.min_cuda):
@@ -287,28 +317,36 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
                 "compat.sku-driver",
                 Severity.ERROR,
                 site,
-                f"pools[{i}].sku",
+                field_path("pools", i, "sku"),
                 f"{sku.name} ({sku.architecture}) needs CUDA >= {sku.min_cuda}, site declares {g.cuda}",
             )
         else:
-            yield _r("compat.sku-driver", Severity.INFO, site, f"pools[{i}].sku", f"{sku.name} supported by {g.driver}")
+            yield _r(
+                "compat.sku-driver",
+                Severity.INFO,
+                site,
+                field_path("pools", i, "sku"),
+                f"{sku.name} supported by {g.driver}",
+            )
     if int(g.nccl_cuda.split(".")[0]) != g.cuda_major:
         yield _r(
             "compat.nccl-cuda",
             Severity.ERROR,
             site,
-            "gpu_stack.nccl",
+            field_path("gpu_stack", "nccl"),
             f"NCCL {g.nccl} is built for CUDA {g.nccl_cuda}, the site runs CUDA {g.cuda}: majors differ",
         )
     else:
-        yield _r("compat.nccl-cuda", Severity.INFO, site, "gpu_stack.nccl", f"built for CUDA {g.cuda_major}")
+        yield _r(
+            "compat.nccl-cuda", Severity.INFO, site, field_path("gpu_stack", "nccl"), f"built for CUDA {g.cuda_major}"
+        )
     branches = catalog.GPU_OPERATOR_DRIVER_BRANCHES.get(g.operator_release)
     if branches is None:
         yield _r(
             "compat.operator-driver",
             Severity.ERROR,
             site,
-            "gpu_stack.gpu_operator",
+            field_path("gpu_stack", "gpu_operator"),
             f"gpu-operator {g.gpu_operator} is not in the support table "
             f"({', '.join(catalog.GPU_OPERATOR_DRIVER_BRANCHES)}); source: {catalog.GPU_OPERATOR_SUPPORT}",
         )
@@ -317,7 +355,7 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
             "compat.operator-driver",
             Severity.ERROR,
             site,
-            "gpu_stack.gpu_operator",
+            field_path("gpu_stack", "gpu_operator"),
             f"gpu-operator {g.gpu_operator} supports driver branches "
             f"{', '.join(map(str, sorted(branches)))}, not R{g.driver_branch} ({catalog.GPU_OPERATOR_SUPPORT})",
         )
@@ -326,7 +364,7 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
             "compat.operator-driver",
             Severity.INFO,
             site,
-            "gpu_stack.gpu_operator",
+            field_path("gpu_stack", "gpu_operator"),
             f"{g.gpu_operator} supports R{g.driver_branch}",
         )
     if g.operator_release in catalog.GPU_OPERATOR_END_OF_SUPPORT:
@@ -334,7 +372,7 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
             "compat.operator-eol",
             Severity.WARNING,
             site,
-            "gpu_stack.gpu_operator",
+            field_path("gpu_stack", "gpu_operator"),
             f"gpu-operator {g.operator_release}.x is past its end of support ({catalog.GPU_OPERATOR_LIFECYCLE})",
         )
     eol = catalog.DRIVER_BRANCH_EOL.get(g.driver_branch)
@@ -343,7 +381,7 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
             "compat.driver-eol",
             Severity.WARNING,
             site,
-            "gpu_stack.driver",
+            field_path("gpu_stack", "driver"),
             f"driver branch R{g.driver_branch} reached end of support on {eol} ({catalog.DRIVER_LIFECYCLE})",
         )
 
@@ -360,12 +398,18 @@ def check_blackwell(site: Site) -> Iterator[Result]:
                     "compat.nccl-sku",
                     Severity.ERROR,
                     site,
-                    "gpu_stack.nccl",
+                    field_path("gpu_stack", "nccl"),
                     f"NCCL {g.nccl_version} predates Blackwell support (from {catalog.NCCL_BLACKWELL_MIN}, "
                     f"{catalog.NCCL_BLACKWELL}); pools[{i}] is {sku.name}",
                 )
             else:
-                yield _r("compat.nccl-sku", Severity.INFO, site, f"pools[{i}].sku", f"NCCL {g.nccl_version} has sm_100")
+                yield _r(
+                    "compat.nccl-sku",
+                    Severity.INFO,
+                    site,
+                    field_path("pools", i, "sku"),
+                    f"NCCL {g.nccl_version} has sm_100",
+                )
         if not sku.mnnvl:
             continue
         floor = dra or max(catalog.DRA_DRIVER_RELEASES.values(), key=lambda r: Version.parse(r.version))
@@ -374,7 +418,7 @@ def check_blackwell(site: Site) -> Iterator[Result]:
                 "compat.computedomain-driver",
                 Severity.ERROR,
                 site,
-                "gpu_stack.driver",
+                field_path("gpu_stack", "driver"),
                 f"pools[{i}] ({sku.name}) is a multi-node NVLink pool: ComputeDomains need driver >= "
                 f"{floor.compute_domain_min_driver} (DRA driver {floor.version}, "
                 "cmd/compute-domain-kubelet-plugin/main.go), the site declares "
@@ -385,7 +429,7 @@ def check_blackwell(site: Site) -> Iterator[Result]:
                 "compat.computedomain-driver",
                 Severity.INFO,
                 site,
-                "gpu_stack.driver",
+                field_path("gpu_stack", "driver"),
                 f"{g.driver} >= {floor.compute_domain_min_driver} for ComputeDomains",
             )
         if dra is None:
@@ -393,7 +437,7 @@ def check_blackwell(site: Site) -> Iterator[Result]:
                 "compat.dra-driver",
                 Severity.WARNING,
                 site,
-                "gpu_stack.dra_driver",
+                field_path("gpu_stack", "dra_driver"),
                 f"pools[{i}] ({sku.name}) spans racks of NVLink but the site deploys no DRA driver: IMEX runs on "
                 "the hosts for each whole rack and every workload shares channel 0; set gpu_stack.dra_driver for "
                 "ComputeDomains (one IMEX domain per workload)",
@@ -404,7 +448,7 @@ def check_blackwell(site: Site) -> Iterator[Result]:
                 "compat.cdmm-mig",
                 Severity.ERROR,
                 site,
-                f"pools[{i}].mig_config" if pool.mig_config else "gpu_stack.mig.strategy",
+                field_path("pools", i, "mig_config") if pool.mig_config else field_path("gpu_stack", "mig", "strategy"),
                 f"{sku.name} on driver {g.driver} runs with Coherent Driver Memory Management, which is not "
                 f"compatible with MIG ({catalog.CDMM})",
             )
@@ -419,7 +463,7 @@ def _check_dra_kubernetes(site: Site, dra: catalog.DraDriverRelease) -> Iterator
             pid,
             Severity.ERROR,
             site,
-            "kubernetes.version",
+            field_path("kubernetes", "version"),
             f"the DRA driver {dra.version} needs Kubernetes >= {dra.kubernetes_min} (its chart's kubeVersion): "
             "declare the cluster's release",
         )
@@ -428,7 +472,7 @@ def _check_dra_kubernetes(site: Site, dra: catalog.DraDriverRelease) -> Iterator
             pid,
             Severity.ERROR,
             site,
-            "kubernetes.version",
+            field_path("kubernetes", "version"),
             f"Kubernetes {declared} is below {dra.kubernetes_min}, the DRA driver {dra.version} chart's kubeVersion",
         )
     elif Version.parse(declared) < Version.parse(catalog.KUBERNETES_DRA_DEFAULT):
@@ -436,12 +480,18 @@ def _check_dra_kubernetes(site: Site, dra: catalog.DraDriverRelease) -> Iterator
             pid,
             Severity.WARNING,
             site,
-            "kubernetes.version",
+            field_path("kubernetes", "version"),
             f"on Kubernetes {declared} DRA is beta and off by default (on from {catalog.KUBERNETES_DRA_DEFAULT}, "
             f"{catalog.DRA_DEFAULT_ON}): the DynamicResourceAllocation gate and resource.k8s.io/v1beta1 must be on",
         )
     else:
-        yield _r(pid, Severity.INFO, site, "kubernetes.version", f"Kubernetes {declared} serves DRA by default")
+        yield _r(
+            pid,
+            Severity.INFO,
+            site,
+            field_path("kubernetes", "version"),
+            f"Kubernetes {declared} serves DRA by default",
+        )
 
 
 def check_racks(site: Site) -> Iterator[Result]:
@@ -454,7 +504,7 @@ def check_racks(site: Site) -> Iterator[Result]:
                     "topology.racks",
                     Severity.INFO,
                     site,
-                    f"pools[{i}].racks",
+                    field_path("pools", i, "racks"),
                     f"{len(pool.racks)} rack(s) of {pool.sku}: labels only (its NVLink domain is the node)",
                 )
             continue
@@ -464,7 +514,7 @@ def check_racks(site: Site) -> Iterator[Result]:
                 "topology.racks",
                 Severity.ERROR,
                 site,
-                f"pools[{i}].racks",
+                field_path("pools", i, "racks"),
                 f"{len(loose)} of pool {pool.name}'s {pool.sku} trays are in no rack (node(s) "
                 f"{', '.join(map(str, loose[:8]))}{' ...' if len(loose) > 8 else ''}): a tray's NVLink and IMEX "
                 "domain is its rack",
@@ -474,7 +524,7 @@ def check_racks(site: Site) -> Iterator[Result]:
                 "topology.racks",
                 Severity.INFO,
                 site,
-                f"pools[{i}].racks",
+                field_path("pools", i, "racks"),
                 f"{pool.count} trays in {len(pool.racks)} rack(s)",
             )
         for k, rack in enumerate(pool.racks):
@@ -483,7 +533,7 @@ def check_racks(site: Site) -> Iterator[Result]:
                     "topology.rack-size",
                     Severity.ERROR,
                     site,
-                    f"pools[{i}].racks[{k}].trays",
+                    field_path("pools", i, "racks", k, "trays"),
                     f"rack {rack.name} holds {len(rack.trays)} compute tray(s); a {pool.sku} rack holds "
                     f"{spec.compute_trays} (and {spec.switch_trays} NVLink switch trays) as one NVLink domain "
                     f"({spec.source})",
@@ -493,7 +543,7 @@ def check_racks(site: Site) -> Iterator[Result]:
                     "topology.rack-size",
                     Severity.INFO,
                     site,
-                    f"pools[{i}].racks[{k}]",
+                    field_path("pools", i, "racks", k),
                     f"rack {rack.name}: {spec.compute_trays} trays, one NVLink domain",
                 )
 
@@ -501,17 +551,27 @@ def check_racks(site: Site) -> Iterator[Result]:
 def site_networks(site: Site) -> list[tuple[str, IPv4Network]]:
     n = site.network
     nets = [
-        ("network.management.cidr", n.management.cidr),
-        ("network.bmc.cidr", n.bmc.cidr),
-        ("network.storage.cidr", n.storage.cidr),
-        ("network.pods", n.pods),
-        ("network.services", n.services),
+        (field_path("network", "management", "cidr"), n.management.cidr),
+        (field_path("network", "bmc", "cidr"), n.bmc.cidr),
+        (field_path("network", "storage", "cidr"), n.storage.cidr),
+        (field_path("network", "pods"), n.pods),
+        (field_path("network", "services"), n.services),
     ]
-    nets += [(f"network.fabric.rails[{i}].cidr", r.cidr) for i, r in enumerate(n.fabric.rails)]
+    nets += [(field_path("network", "fabric", "rails", i, "cidr"), r.cidr) for i, r in enumerate(n.fabric.rails)]
     return nets
 
 
-def check_network(site: Site) -> Iterator[Result]:
+def smallest_fit(net: IPv4Network, fits: Callable[[IPv4Network], bool]) -> str:
+    """What a capacity error adds: the smallest network around ``net`` that would fit, e.g. 'a /21 (10.48.0.0/21)'."""
+    for prefix in range(net.prefixlen - 1, -1, -1):
+        wider = net.supernet(new_prefix=prefix)
+        if fits(wider):
+            return f"; the smallest that fits is a /{prefix} ({wider})"
+    return "; no IPv4 network is large enough"
+
+
+def check_network(site: Site, written: Callable[[str], object] | None = None) -> Iterator[Result]:
+    """The network plan; ``written`` gives a field's value as the file wrote it (echoed in messages)."""
     nets = site_networks(site)
     clean = True
     for i, (pa, a) in enumerate(nets):
@@ -520,25 +580,29 @@ def check_network(site: Site) -> Iterator[Result]:
                 clean = False
                 yield _r("net.overlap", Severity.ERROR, site, pb, f"{b} overlaps {pa} ({a})")
     if clean:
-        yield _r("net.overlap", Severity.INFO, site, "network", f"{len(nets)} networks, no overlap")
+        yield _r("net.overlap", Severity.INFO, site, field_path("network"), f"{len(nets)} networks, no overlap")
 
     n = site.network
     top = max((p.ip_offset + p.count - 1) for p in site.pools)
-    for path, net in (("network.management.cidr", n.management.cidr), ("network.storage.cidr", n.storage.cidr)):
+    for path, net in (
+        (field_path("network", "management", "cidr"), n.management.cidr),
+        (field_path("network", "storage", "cidr"), n.storage.cidr),
+    ):
         if top >= net.num_addresses - 1:
             yield _r(
                 "net.capacity",
                 Severity.ERROR,
                 site,
                 path,
-                f"{net} has {net.num_addresses - 2} host addresses; the pools need host number {top}",
+                f"{net} has {net.num_addresses - 2} host addresses; the pools need host number {top}"
+                + smallest_fit(net, lambda w: top < w.num_addresses - 1),
             )
         else:
             yield _r("net.capacity", Severity.INFO, site, path, f"host numbers up to {top} fit in {net}")
     for subnet_path, subnet in (
-        ("network.management", n.management),
-        ("network.bmc", n.bmc),
-        ("network.storage", n.storage),
+        (field_path("network", "management"), n.management),
+        (field_path("network", "bmc"), n.bmc),
+        (field_path("network", "storage"), n.storage),
     ):
         if subnet.gateway and subnet.gateway not in subnet.cidr:
             yield _r(
@@ -556,10 +620,11 @@ def check_network(site: Site) -> Iterator[Result]:
                 "net.capacity",
                 Severity.ERROR,
                 site,
-                f"network.fabric.rails[{i}].cidr",
+                field_path("network", "fabric", "rails", i, "cidr"),
                 f"{rail.cidr} holds {blocks} blocks of {n.fabric.per_node_block} for {nodes} nodes: nv-ipam "
                 "starts at network+1 and no block may end on the broadcast address "
-                "(Mellanox/nvidia-k8s-ipam allocator)",
+                "(Mellanox/nvidia-k8s-ipam allocator)"
+                + smallest_fit(rail.cidr, lambda w: ipam_blocks(w, n.fabric.per_node_block) >= nodes),
             )
     pod_blocks = 2 ** max(0, 24 - n.pods.prefixlen)
     if pod_blocks < nodes:
@@ -567,8 +632,9 @@ def check_network(site: Site) -> Iterator[Result]:
             "net.capacity",
             Severity.ERROR,
             site,
-            "network.pods",
-            f"{n.pods} holds {pod_blocks} node /24 blocks for {nodes} nodes",
+            field_path("network", "pods"),
+            f"{n.pods} holds {pod_blocks} node /24 blocks for {nodes} nodes"
+            + smallest_fit(n.pods, lambda w: 2 ** max(0, 24 - w.prefixlen) >= nodes),
         )
     rails = len(n.fabric.rails)
     for i, pool in enumerate(site.pools):
@@ -578,21 +644,27 @@ def check_network(site: Site) -> Iterator[Result]:
                 "net.rails",
                 Severity.ERROR,
                 site,
-                "network.fabric.rails",
+                field_path("network", "fabric", "rails"),
                 f"{rails} rails, but {pool.spec.name} (pools[{i}]) has {nics} compute NICs: one rail per NIC",
             )
         elif nics < rails:
             # A GB200 tray (4 NICs) beside 8-NIC DGX systems: its NICs take the first rails.
-            yield _r("net.rails", Severity.INFO, site, f"pools[{i}]", f"{nics} NICs on rails 0-{nics - 1} of {rails}")
+            yield _r(
+                "net.rails",
+                Severity.INFO,
+                site,
+                field_path("pools", i),
+                f"{nics} NICs on rails 0-{nics - 1} of {rails}",
+            )
         else:
-            yield _r("net.rails", Severity.INFO, site, f"pools[{i}]", f"{nics} NICs, one rail each")
+            yield _r("net.rails", Severity.INFO, site, field_path("pools", i), f"{nics} NICs, one rail each")
     widest = max(p.spec.compute_nics for p in site.pools)
     if widest < rails:
         yield _r(
             "net.rails",
             Severity.ERROR,
             site,
-            "network.fabric.rails",
+            field_path("network", "fabric", "rails"),
             f"{rails} rails, but no pool has more than {widest} compute NICs: rails {widest}-{rails - 1} serve no NIC",
         )
     yield from _check_ports(site)
@@ -602,7 +674,7 @@ def check_network(site: Site) -> Iterator[Result]:
                 "net.gid-index",
                 Severity.ERROR,
                 site,
-                "network.fabric.roce_gid_index",
+                field_path("network", "fabric", "roce_gid_index"),
                 "a RoCE GID index on an InfiniBand fabric: NCCL would use it against the IB ports",
             )
         elif Version.parse(catalog.NCCL_GID_AUTODETECT) <= Version.parse(site.gpu_stack.nccl_version):
@@ -610,7 +682,7 @@ def check_network(site: Site) -> Iterator[Result]:
                 "net.gid-index",
                 Severity.WARNING,
                 site,
-                "network.fabric.roce_gid_index",
+                field_path("network", "fabric", "roce_gid_index"),
                 f"NCCL {site.gpu_stack.nccl_version} finds the RoCE v2 GID itself (from "
                 f"{catalog.NCCL_GID_AUTODETECT}) and warns about a forced index: leave it unset unless the "
                 "fabric needs a specific one",
@@ -624,14 +696,14 @@ def check_network(site: Site) -> Iterator[Result]:
                     "net.pool-ranges",
                     Severity.ERROR,
                     site,
-                    f"pools[{i}].ip_offset",
+                    field_path("pools", i, "ip_offset"),
                     f"host numbers {lo}-{hi} overlap pools[{j}] ({olo}-{ohi})",
                 )
     seen_bmc: dict[str, str] = {}
     seen_mac: dict[str, str] = {}
     for i, pool in enumerate(site.pools):
         for k, node in enumerate(pool.nodes):
-            path = f"pools[{i}].nodes[{k}]"
+            path = field_path("pools", i, "nodes", k)
             if node.bmc not in n.bmc.cidr:
                 yield _r(
                     "net.bmc",
@@ -642,7 +714,10 @@ def check_network(site: Site) -> Iterator[Result]:
                 )
             for key, seen, value in (("bmc", seen_bmc, str(node.bmc)), ("mac", seen_mac, node.mac)):
                 if value in seen:
-                    yield _r("net.unique", Severity.ERROR, site, f"{path}.{key}", f"{value} is also {seen[value]}")
+                    # Compared normalised (a MAC in any case), echoed as the file wrote it.
+                    said = written(f"{_P}.{path}.{key}") if written else None
+                    echoed = said if isinstance(said, str) else value
+                    yield _r("net.unique", Severity.ERROR, site, f"{path}.{key}", f"{echoed} is also {seen[value]}")
                 seen[value] = path
 
 
@@ -657,7 +732,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
                 "net.port-map",
                 Severity.WARNING,
                 site,
-                f"pools[{i}].sku",
+                field_path("pools", i, "sku"),
                 f"nothing names the compute ports of {pool.sku}: NVIDIA publishes no port table for it and no "
                 "node's report is recorded, so its nodes get no rail resources and NCCL picks its HCAs itself; "
                 f"read them from a node with `aifactory topology {site.code} --node HOST` and record the block "
@@ -671,7 +746,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
                 "net.port-map",
                 Severity.WARNING,
                 site,
-                f"pools[{i}].topology",
+                field_path("pools", i, "topology"),
                 f"{pool.sku} has NVIDIA's port table in the catalog; the recorded topology is not used for its "
                 "rails (verify compares every node with NVIDIA's table)",
             )
@@ -684,7 +759,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
                     "net.port-map",
                     Severity.ERROR,
                     site,
-                    f"pools[{i}].topology",
+                    field_path("pools", i, "topology"),
                     f"pool {pool.name} recorded other port names for {pool.sku} than pool {first.name} "
                     f"({', '.join(r for r, _ in mine)} against {', '.join(r for r, _ in theirs)}): one SKU's "
                     "rails run over one set of names; re-read both pools' nodes",
@@ -696,7 +771,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
                     "net.port-map",
                     Severity.ERROR,
                     site,
-                    f"pools[{i}].topology.reported_by",
+                    field_path("pools", i, "topology", "reported_by"),
                     f"{pool.topology.reported_by} is no node of pool {pool.name}: a pool's ports are read from "
                     "one of its own nodes",
                 )
@@ -706,7 +781,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
             "net.port-map",
             Severity.INFO,
             site,
-            f"pools[{i}].sku",
+            field_path("pools", i, "sku"),
             f"rails on {', '.join(f'{p.rdma}/{p.netdev(fabric)}' for p in ports)} ({port_map.source})",
         )
     if len(maps) > 1:
@@ -714,7 +789,7 @@ def _check_ports(site: Site) -> Iterator[Result]:
             "net.port-map",
             Severity.ERROR,
             site,
-            "pools",
+            field_path("pools"),
             f"SKUs {', '.join(maps.values())} name their rail ports differently; one NetworkAttachmentDefinition "
             "per rail cannot serve both: split them into sites or extend the network component",
         )
@@ -757,7 +832,7 @@ def check_claims(stacks: Iterable[Stack], subject: str) -> Iterator[Result]:
                     "residency.claims-sites",
                     Severity.ERROR,
                     me,
-                    f"jurisdiction.in_country.dns_suffixes[{i}]",
+                    field_path("jurisdiction", "in_country", "dns_suffixes", i),
                     f"{suffix} overlaps {clash[0]}, claimed by site {name} ({other.jurisdiction.data_residency})",
                 )
         for i, net in enumerate(mine.networks):
@@ -767,7 +842,7 @@ def check_claims(stacks: Iterable[Stack], subject: str) -> Iterator[Result]:
                     "residency.claims-sites",
                     Severity.ERROR,
                     me,
-                    f"jurisdiction.in_country.networks[{i}]",
+                    field_path("jurisdiction", "in_country", "networks", i),
                     f"{net} overlaps {clash_nets[0]}, claimed by site {name} ({other.jurisdiction.data_residency})",
                 )
 
@@ -779,11 +854,13 @@ def check_tenants(site: Site) -> Iterator[Result]:
             "tenants.quota",
             Severity.ERROR,
             site,
-            "tenants",
+            field_path("tenants"),
             f"quotas add up to {total} GPUs; the site has {site.gpu_total}",
         )
     else:
-        yield _r("tenants.quota", Severity.INFO, site, "tenants", f"{total} of {site.gpu_total} GPUs allotted")
+        yield _r(
+            "tenants.quota", Severity.INFO, site, field_path("tenants"), f"{total} of {site.gpu_total} GPUs allotted"
+        )
     largest = max(p.spec.gpu_count for p in site.pools)
     for i, t in enumerate(site.tenants):
         if t.max_gpus_per_pod > largest:
@@ -791,9 +868,83 @@ def check_tenants(site: Site) -> Iterator[Result]:
                 "tenants.pod-size",
                 Severity.WARNING,
                 site,
-                f"tenants[{i}].max_gpus_per_pod",
+                field_path("tenants", i, "max_gpus_per_pod"),
                 f"{t.max_gpus_per_pod} GPUs per pod, but no node has more than {largest}",
             )
+
+
+def check_supply(site: Site) -> Iterator[Result]:
+    """Every artifact the site's versions name has a digest in the catalog (catalog/supply.py), or a named gap.
+
+    A version whose artifact the catalog has no digest for is an error: the nccl role refuses the
+    download, and nothing reaches a node unverified. An artifact no upstream file publishes a digest
+    for is taken by tag: a warning, naming each, until a source for it is found.
+    """
+    g = site.gpu_stack
+    major = int(g.nccl_cuda.split(".")[0])
+    nccl = field_path("gpu_stack", "nccl")
+    for arch in sorted({p.spec.cpu_arch for p in site.pools}):
+        wheel = supply.nccl_wheel(g.nccl_version, major, arch)
+        if wheel is None:
+            yield _r(
+                "supply.digests",
+                Severity.ERROR,
+                site,
+                nccl,
+                f"NCCL {g.nccl_version} for CUDA {major} on {arch} has no known digest (PyPI's nvidia-nccl-cu{major}): "
+                "add its file's sha256 to catalog/supply.py, or pin a catalogued version; the nccl role refuses "
+                "a download it cannot check",
+            )
+        else:
+            yield _r("supply.digests", Severity.INFO, site, nccl, f"{wheel.filename} sha256:{wheel.sha256[:12]}...")
+    gaps: list[str] = []
+    tables = [
+        (field_path("gpu_stack", "gpu_operator"), supply.GPU_OPERATOR_IMAGES[g.gpu_operator]),
+        (field_path("gpu_stack", "network_operator"), supply.NETWORK_OPERATOR_IMAGES[g.network_operator]),
+    ]
+    if g.dra_driver:
+        tables.append((field_path("gpu_stack", "dra_driver"), {"driver": supply.DRA_DRIVER_IMAGES[g.dra_driver]}))
+    for path, images in tables:
+        for component, image in images.items():
+            digest = supply.image_digest(image)
+            if digest is None:
+                yield _r(
+                    "supply.digests",
+                    Severity.ERROR,
+                    site,
+                    path,
+                    f"{component} image {image.reference} has no catalogued digest: add it to catalog/supply.py",
+                )
+            elif isinstance(digest, supply.Unpublished):
+                gaps.append(image.reference)
+    charts = [supply.GPU_OPERATOR_CHARTS[g.gpu_operator]]
+    if g.dra_driver:
+        charts.append(supply.DRA_DRIVER_CHARTS[g.dra_driver])
+    for chart in charts:
+        if isinstance(chart.digest, supply.Unpublished):
+            gaps.append(f"chart {chart.name} {chart.version}")
+    if gaps:
+        yield _r(
+            "supply.digests",
+            Severity.WARNING,
+            site,
+            field_path("gpu_stack"),
+            f"taken by tag, no upstream file publishing a digest was found: {', '.join(sorted(set(gaps)))} "
+            f"(why, for each: `aifactory mirror manifest {site.code}`)",
+        )
+    declared = site.mirrors.cuda.signing_key_fingerprint
+    key = field_path("mirrors", "cuda", "signing_key_fingerprint")
+    if declared != supply.CUDA_REPO_KEY_FINGERPRINT:
+        yield _r(
+            "supply.cuda-key",
+            Severity.ERROR,
+            site,
+            key,
+            f"{declared or 'no fingerprint'} is not NVIDIA's CUDA repository key {supply.CUDA_REPO_KEY_FINGERPRINT} "
+            f"({supply.CUDA_REPO_KEY_SOURCE}): the roles pin the key apt trusts for NVIDIA's packages",
+        )
+    else:
+        yield _r("supply.cuda-key", Severity.INFO, site, key, "NVIDIA's CUDA repository key")
 
 
 def check_secrets(stack: Stack) -> Iterator[Result]:
@@ -819,6 +970,25 @@ def check_secrets(stack: Stack) -> Iterator[Result]:
         yield Result("secrets.lab-passphrase", Severity.INFO, stack.name, "encryptionsalt", "not the lab passphrase")
 
 
+def check_scalable_units(site: Site) -> Iterator[Result]:
+    """No scalable unit in two pools: a unit is one rail leaf set, and its label is how workloads and drains find it."""
+    owner: dict[str, int] = {}
+    for i, pool in enumerate(site.pools):
+        for k, unit in enumerate(pool.scalable_units):
+            first = owner.setdefault(unit.name, i)
+            if first != i:
+                yield _r(
+                    "net.scalable-units",
+                    Severity.ERROR,
+                    site,
+                    field_path("pools", i, "scalable_units", k, "name"),
+                    f"{unit.name} is also a unit of pool {site.pools[first].name}: two pools' nodes would carry one "
+                    "aifactory.io/scalable-unit label; name the units uniquely in the site",
+                )
+    units = ", ".join(f"{p.name}: {'+'.join(u.name for u in p.scalable_units)}" for p in site.pools)
+    yield _r("net.scalable-units", Severity.INFO, site, field_path("pools"), f"units {units}")
+
+
 LAB_SITE = "lab"
 LAB_PASSPHRASE = "lab.passphrase"  # noqa: S105 - the name of the lab's public passphrase file
 
@@ -842,16 +1012,42 @@ class Subject:
     as_of: date
 
 
+SCOPES = ("site", "cross-site")
+
+
+class UndeclaredCheck(RuntimeError):
+    """A policy reported a check id it does not declare: a bug in the policy, never a passing check."""
+
+
 @dataclass(frozen=True)
 class Policy:
-    """A validator in the manner of Cluster Toolkit's: a name, a scope and the check ids it reports."""
+    """A validator in the manner of Cluster Toolkit's: a name, a scope and the check ids it reports.
+
+    The scope decides what the policy sees: a "site" policy judges one stack alone (its subject has
+    no other sites), a "cross-site" policy also sees every other stack it is compared with.
+    """
 
     name: str
     title: str
-    scope: str  # "site" or "cross-site"
+    scope: str
     checks: tuple[str, ...]
     run: Callable[[Subject], Iterable[Result]]
     skippable: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"policy {self.name}: scope {self.scope!r} is none of {', '.join(SCOPES)}")
+
+    def results(self, subject: Subject) -> Iterator[Result]:
+        """What the policy finds on the subject its scope allows; an id it does not declare is a bug."""
+        if self.scope == "site":
+            subject = replace(subject, others=())
+        for r in self.run(subject):
+            if r.id not in self.checks:
+                raise UndeclaredCheck(
+                    f"policy {self.name} reported {r.id!r}, which it does not declare ({', '.join(self.checks)})"
+                )
+            yield r
 
 
 REGISTRY: dict[str, Policy] = {
@@ -914,7 +1110,14 @@ REGISTRY: dict[str, Policy] = {
                 "net.bmc",
                 "net.unique",
             ),
-            lambda s: check_network(s.stack.site),
+            lambda s: check_network(s.stack.site, s.stack.written),
+        ),
+        Policy(
+            "scalable-units",
+            "Each scalable unit belongs to one pool",
+            "site",
+            ("net.scalable-units",),
+            lambda s: check_scalable_units(s.stack.site),
         ),
         Policy(
             "net-sites",
@@ -930,6 +1133,13 @@ REGISTRY: dict[str, Policy] = {
             ("secrets.bmc", "secrets.lab-passphrase"),
             lambda s: check_secrets(s.stack),
             skippable=False,
+        ),
+        Policy(
+            "supply",
+            "Every artifact the site takes is pinned by a digest with its source",
+            "site",
+            ("supply.digests", "supply.cuda-key"),
+            lambda s: check_supply(s.stack.site),
         ),
         Policy(
             "tenants",
@@ -1009,7 +1219,7 @@ def evaluate(
     for policy in REGISTRY.values():
         if checks.isdisjoint(policy.checks):
             continue
-        results.extend(r for r in policy.run(subject) if r.id in checks)
+        results.extend(r for r in policy.results(subject) if r.id in checks)
     seen = {r.id for r in results}
     for check in checks:
         if check not in seen:
@@ -1046,20 +1256,24 @@ def evaluate_sites(
     for s in stacks:
         if s.name in only:
             results.extend(evaluate(s, as_of, stacks, checks))
-    return sorted(results, key=lambda r: (r.site, _ORDER[r.severity], r.id, r.path))
+    return sorted(results, key=lambda r: (r.site, _ORDER[r.severity], r.id, natural(r.path)))
 
 
 def gate(
     stacks: list[Stack], root: Path, as_of: date | None = None, warn: Callable[[str], None] | None = None
 ) -> list[Result]:
-    """The policy gate of every command that acts on a site: errors stop it (exit 2), warnings print and go on."""
+    """The policy gate of every command that acts on a site: errors stop it (exit 2), warnings print and go on.
+
+    Warnings are folded (one line for a finding many stacks or nodes share) and printed once per command.
+    """
     names = [s.name for s in stacks]
-    results = evaluate_sites([*stacks, *load_neighbours(root, names)], only=set(names), as_of=as_of)
-    say = warn or (lambda line: print(line, file=sys.stderr))
-    for r in results:
-        if r.severity is Severity.WARNING:
-            say(f"warning: {r.file}: {r.path}: [{r.id}] {r.message}")
-    errors = [r for r in results if r.severity is Severity.ERROR]
+    everyone = [*stacks, *load_neighbours(root, names)]
+    results = evaluate_sites(everyone, only=set(names), as_of=as_of)
+    found = findings.of_results(results, everyone)
+    say = warn or findings.warn
+    for line in findings.fold(p for severity, p in found if severity == Severity.WARNING.value):
+        say(f"warning: {line}")
+    errors = [p for severity, p in found if severity == Severity.ERROR.value]
     if errors:
-        raise ConfigError([Problem(r.file, r.path, f"[{r.id}] {r.message}") for r in errors])
+        raise ConfigError(errors)
     return results

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import ValidationError
 
+from . import findings
 from .components.dra_driver import DraDriver, DraDriverArgs
 from .components.gpu_operator import GpuOperator, GpuOperatorArgs
 from .components.network import NetworkArgs, SiteNetwork
@@ -73,7 +74,7 @@ def checked_site(root: Path, stack_name: str, raw: Any) -> Site:
         stack = load_stack(root, stack_name)
         gate([stack], root, warn=pulumi.log.warn)
     except ConfigError as exc:
-        lines = "\n".join(str(p) for p in exc.problems)
+        lines = "\n".join(findings.fold(exc.problems))
         raise pulumi.RunError(f"the stack does not pass aifactory's checks:\n{lines}") from None
     try:
         site = Site.model_validate(raw)

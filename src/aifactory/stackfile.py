@@ -4,13 +4,16 @@ The stack file is Pulumi's own format, so ``pulumi up -s <site>`` reads the same
 
     encryptionsalt: v1:...            # passphrase secrets provider
     config:
+      aifactory:stackFormat: 5         # the file's format (aifactory.migrations)
       aifactory:site: {...}            # the site model, no secrets in it
       aifactory:bmcCredentials:        # one entry per pool, passwords as Pulumi secrets
         <pool>: {username: admin, password: {secure: v1:...}}
       aifactory:objectStoreCredentials: # optional: the object store's S3 keys (storage, evidence)
         {access_key_id: ..., secret_access_key: {secure: v1:...}}
 
-Every problem is reported with the file and the field path; nothing raises a traceback.
+Every problem is reported with the file, the field path, its line and (for a node) its host name;
+nothing raises a traceback. A working-tree stack must be of the current format; a revision read
+from git (``history=True``) is upgraded through :mod:`aifactory.migrations` first.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pydantic import ValidationError
 from . import grammar
 from .errors import ConfigError, Problem
 from .grammar import FieldError, shown
+from .locations import Locator, Positions
+from .migrations import CURRENT, FORMAT_KEY, STEPS, MigrationError, declared_format, shape_of, upgrade
 from .model import Site
 from .secrets import is_ciphertext, salt_problem
 
@@ -34,7 +39,7 @@ PROJECT = "aifactory"
 SITE_KEY = f"{PROJECT}:site"
 CREDENTIALS_KEY = f"{PROJECT}:bmcCredentials"
 S3_CREDENTIALS_KEY = f"{PROJECT}:objectStoreCredentials"
-_CONFIG_KEYS = {SITE_KEY, CREDENTIALS_KEY, S3_CREDENTIALS_KEY}
+_CONFIG_KEYS = {FORMAT_KEY, SITE_KEY, CREDENTIALS_KEY, S3_CREDENTIALS_KEY}
 _FILE_KEYS = {"config", "encryptionsalt", "secretsprovider", "encryptedkey"}
 
 
@@ -62,8 +67,19 @@ class Stack:
     site_config: dict[str, Any]
     credentials: dict[str, Credential]
     encryptionsalt: str
-    shown: str = ""
-    s3_credential: S3Credential | None = None  # the file as messages name it (relative to the checkout, or FILE@REV)
+    shown: str = ""  # the file as messages name it (relative to the checkout, or FILE@REV)
+    s3_credential: S3Credential | None = None
+    format: int = CURRENT  # the format the file was written in (older only for a revision read from git)
+    migrated: tuple[str, ...] = ()  # what each upgrade step did, one note per step that changed something
+    locator: Locator | None = field(default=None, repr=False, compare=False)
+
+    def place(self, problem: Problem) -> Problem:
+        """A problem about this stack with the line and host name its path leads to."""
+        return self.locator.place(problem) if self.locator else problem
+
+    def written(self, path: str) -> Any:
+        """A field's value as the file wrote it (a MAC in its own case), or None."""
+        return self.locator.written(path) if self.locator else None
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -145,6 +161,21 @@ class _Checks:
     """
 
     _depth = 0
+    positions: Positions | None = None  # where parse_yaml wants the lines noted
+
+    def construct_yaml_map(self, node: Any) -> Any:
+        data: dict[Any, Any] = {}
+        yield data
+        data.update(self.construct_mapping(node))
+        if self.positions is not None:
+            self.positions.note_mapping(data, node)
+
+    def construct_yaml_seq(self, node: Any) -> Any:
+        data: list[Any] = []
+        yield data
+        data.extend(self.construct_sequence(node))  # type: ignore[attr-defined]
+        if self.positions is not None:
+            self.positions.note_sequence(data, node)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()  # type: ignore[attr-defined]
@@ -219,9 +250,10 @@ else:  # pragma: no cover - PyYAML without libyaml
 
 for _loader in {_PyStackLoader, _StackLoader}:
     _loader.add_constructor("tag:yaml.org,2002:map", _loader.construct_yaml_map)
+    _loader.add_constructor("tag:yaml.org,2002:seq", _loader.construct_yaml_seq)
 
 
-def read_yaml(path: Path, shown_path: str) -> Any:
+def read_yaml(path: Path, shown_path: str, positions: Positions | None = None) -> Any:
     from .fsutil import read_user_file
 
     if not path.exists():
@@ -233,12 +265,18 @@ def read_yaml(path: Path, shown_path: str) -> Any:
         raise ConfigError(
             [Problem(shown_path, "", f"not UTF-8 text (byte {exc.start}: 0x{data[exc.start]:02x})")]
         ) from None
-    return parse_yaml(text, shown_path)
+    return parse_yaml(text, shown_path, positions)
 
 
-def parse_yaml(text: str, shown_path: str) -> Any:
+def parse_yaml(text: str, shown_path: str, positions: Positions | None = None) -> Any:
+    """The document, read by the checking loader; ``positions`` (when given) gets each mapping's and list's lines."""
     try:
-        return yaml.load(text, Loader=_StackLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = _StackLoader(text)
+        loader.positions = positions
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -262,8 +300,9 @@ def load_stack(root: Path, name: str) -> Stack:
     if not path.is_file() and not path.exists():
         known = ", ".join(n for n in list_stacks(root) if not site_name_problem(n)) or "none"
         raise ConfigError([Problem(shown_path, "", f"no stack '{name}' (stacks here: {known})")])
+    positions = Positions()
     try:
-        return parse_stack(read_yaml(path, shown_path), name, path, shown_path)
+        return parse_stack(read_yaml(path, shown_path, positions), name, path, shown_path, positions=positions)
     except ConfigError:
         raise
     except (RecursionError, OverflowError, TypeError, ValueError, UnicodeError, MemoryError) as exc:
@@ -300,7 +339,48 @@ def load_neighbours(root: Path, names: list[str]) -> list[Stack]:
     return out
 
 
-def parse_stack(doc: Any, name: str, path: Path, shown_path: str) -> Stack:
+def parse_stack(
+    doc: Any, name: str, path: Path, shown_path: str, *, positions: Positions | None = None, history: bool = False
+) -> Stack:
+    """A parsed stack file as a Stack. ``history``: a revision read from git, upgraded from its own format
+    (the document is upgraded in place); otherwise the file must be of the current format."""
+    locator = Locator(doc, positions)
+    try:
+        return _parse_stack(doc, name, path, shown_path, locator, history=history)
+    except ConfigError as exc:
+        problems = {locator.place(p) for p in exc.problems}
+        raise ConfigError(sorted(problems, key=Problem.sort_key)) from None
+
+
+def _format(config: dict[str, Any], shown_path: str, *, history: bool) -> tuple[int, tuple[str, ...]]:
+    """The format the file was written in and, for a revision, the notes of the steps that upgraded it."""
+    try:
+        declared = declared_format(config)
+        if history:
+            upgraded = upgrade(config)
+            return upgraded.found, upgraded.notes
+    except MigrationError as exc:
+        where = "" if history else FORMAT_KEY
+        raise ConfigError([Problem(shown_path, where, f"cannot be read as format {CURRENT}: {exc}")]) from None
+    if declared == CURRENT:
+        return CURRENT, ()
+    found = declared if declared is not None else shape_of(config)
+    said = f"declares format {declared}" if declared is not None else f"declares no format; its shape is format {found}"
+    if found == CURRENT:
+        raise ConfigError([Problem(shown_path, FORMAT_KEY, f"{said}: declare {FORMAT_KEY}: {CURRENT}")])
+    problems = [
+        Problem(
+            shown_path,
+            FORMAT_KEY,
+            f"{said}, and this checkout reads format {CURRENT} (`diff --rev` still reads old revisions): "
+            f"upgrade the file by hand, step by step as below",
+        )
+    ]
+    problems += [Problem(shown_path, FORMAT_KEY, f"step {s.name}: {s.how}") for s in STEPS[found - 1 :]]
+    raise ConfigError(problems)
+
+
+def _parse_stack(doc: Any, name: str, path: Path, shown_path: str, locator: Locator, *, history: bool) -> Stack:
     problems: list[Problem] = []
     if not isinstance(doc, dict):
         raise ConfigError([Problem(shown_path, "", "a stack file is a YAML mapping with a 'config' key")])
@@ -309,6 +389,7 @@ def parse_stack(doc: Any, name: str, path: Path, shown_path: str) -> Stack:
     config = doc.get("config")
     if not isinstance(config, dict):
         raise ConfigError([*problems, Problem(shown_path, "config", "missing, or not a mapping")])
+    found, notes = _format(config, shown_path, history=history)
     for key in sorted(set(config) - _CONFIG_KEYS, key=str):
         problems.append(
             Problem(
@@ -349,9 +430,28 @@ def parse_stack(doc: Any, name: str, path: Path, shown_path: str) -> Stack:
             Problem(shown_path, f"{SITE_KEY}.code", f"'{site.code}' does not match the stack name '{name}'")
         )
 
+    if (problems or site is None) and found < CURRENT:
+        # Upgraded, and still refused by today's model (a value today's grammars or catalog refuse): one line.
+        first = sorted(set(map(locator.place, problems)), key=Problem.sort_key)
+        more = f" (and {len(first) - 1} more)" if len(first) > 1 else ""
+        why = f"{first[0].path}: {first[0].message}{first[0].where}" if first[0].path else first[0].message
+        said = f"format {found}, upgraded to format {CURRENT}, is refused by today's model: {why}{more}"
+        raise ConfigError([Problem(shown_path, "", said)])
     if problems or site is None:
-        raise ConfigError(sorted(set(problems)))
-    return Stack(name, path, site, raw_site, credentials, salt, shown_path, s3_credential)
+        raise ConfigError(problems)
+    return Stack(
+        name,
+        path,
+        site,
+        raw_site,
+        credentials,
+        salt,
+        shown_path,
+        s3_credential,
+        format=found,
+        migrated=notes,
+        locator=Locator(locator.doc, locator.positions, site),
+    )
 
 
 def _secure_problem(value: Any, shown_path: str, where: str, rule: str) -> Problem | None:

@@ -8,6 +8,7 @@ One module per audience:
     operations  inventory, bootstrap, verify          (SREs, against a site's nodes)
     rollout     rollout                               (SREs: a changed stack, batch by batch)
     storage     storage, evidence                     (the site's in-country object store)
+    mirror      mirror manifest, mirror check         (what the site's mirrors must serve, and do)
     secret      secret                                (values for stack files)
     testhosts   testhosts                             (the local test-host harness)
     lab         lab                                   (the whole job on the lab site)
@@ -21,14 +22,14 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import ConfigError, OperationError
-from . import lab, operations, rollout, secret, sitedata, storage, testhosts
+from . import lab, mirror, operations, rollout, secret, sitedata, storage, testhosts
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aifactory", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="project checkout (default: found from the current directory)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (sitedata, operations, rollout, storage, secret, testhosts, lab):
+    for module in (sitedata, operations, rollout, storage, mirror, secret, testhosts, lab):
         module.register(sub)
     describe(sub)
     return parser
@@ -46,16 +47,19 @@ def describe(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .. import findings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    findings.begin_command()
     try:
         from ..environment import check
 
         check()
         return args.func(args)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        for line in findings.fold(exc.problems):
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except OperationError as exc:
         print(f"error: {exc}", file=sys.stderr)

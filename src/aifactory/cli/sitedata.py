@@ -16,6 +16,7 @@ from ..errors import ConfigError, Problem
 from .common import gated, root_of, site_args
 
 if TYPE_CHECKING:
+    from .. import history
     from ..stackfile import Stack
 
 
@@ -56,6 +57,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 def validate_sites(root: Path, names: Sequence[str], only: Sequence[str] | None = None, verbose: bool = False) -> bool:
     """Run the policies over these sites and their interconnected neighbours; print the findings; all passed?"""
+    from .. import findings
     from ..policy import Severity, evaluate_sites, select
     from ..stackfile import load_neighbours, load_stacks
 
@@ -64,9 +66,8 @@ def validate_sites(root: Path, names: Sequence[str], only: Sequence[str] | None 
     # Cross-site rules (CIDR overlap between interconnected sites) look at every stack.
     everyone = [*stacks, *load_neighbours(root, [s.name for s in stacks])]
     results = evaluate_sites(everyone, only={s.name for s in stacks}, checks=checks)
-    for r in results:
-        if r.severity is not Severity.INFO or verbose:
-            print(r.line())
+    shown = [s.value for s in Severity if s is not Severity.INFO or verbose]
+    findings.print_findings(findings.of_results(results, everyone), shown)
     failed = {r.site for r in results if r.severity is Severity.ERROR}
     for s in stacks:
         print(f"{s.name}: {'FAIL' if s.name in failed else 'ok'}")
@@ -131,44 +132,58 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _revision(root: Path, rev: str | None, since: str | None, option: str = "--rev") -> history.Resolved | None:
+    """What --rev (a revision or a date) or --since (a date) names, resolved on the commit history."""
+    from .. import history
+
+    if rev is not None and since is not None:
+        raise ConfigError([Problem(option, "", f"give {option} or --since, not both")])
+    if since is not None:
+        return history.resolve_date(root, since, "--since")
+    return history.resolve(root, rev, option) if rev is not None else None
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
-    from .. import diff
+    from .. import diff, history
     from ..plan import run_plan
+    from ..policy import gate
     from ..stackfile import load_stack
-    from .common import gated, site_args
+    from .common import site_args
 
     root = root_of(args)
     site_args([args.site] + ([args.other] if args.other else []))
-    if args.rev is not None and args.other:
-        raise ConfigError([Problem("diff", "", "give either a second site or --rev, not both")])
-    if args.rev is None and not args.other:
-        raise ConfigError([Problem("diff", "", "give a second site (diff A B) or a revision (diff SITE --rev REV)")])
-    if args.rev is not None:
-        a = diff.stack_at_revision(root, args.site, args.rev)
+    asked = args.rev is not None or args.since is not None
+    if asked and args.other:
+        raise ConfigError([Problem("diff", "", "give either a second site or --rev/--since, not both")])
+    if not asked and not args.other:
+        raise ConfigError(
+            [Problem("diff", "", "give a second site (diff A B), a revision (--rev REV) or a date (--since DATE)")]
+        )
+    context = None
+    resolved = _revision(root, args.rev, args.since)
+    if resolved is not None:
+        a = history.stack_at(root, args.site, resolved)
         b = load_stack(root, args.site)
-        label_a, label_b = f"{args.site}@{args.rev}", args.site
+        label_a, label_b = f"{args.site}@{resolved.label}", args.site
+        context = diff.revision_context(root, resolved, a, b)
     else:
         a, b = load_stack(root, args.site), load_stack(root, args.other)
         label_a, label_b = args.site, args.other
     if args.plan:
-        # A plan runs the program: both sides pass the policy gate first.
-        from ..policy import gate
-
-        gate([a], root)
-        if args.other:
-            gated(root, [args.other])
+        # A plan runs the program: both sides pass the policy gate first, the past as well as today.
+        gate([a, b], root)
         changes = diff.diff_plans(run_plan(a), run_plan(b))
         kind = "plan"
     else:
         changes = diff.diff_stacks(a, b, ignore_expected=args.ignore_expected)
         kind = "site"
     if args.json:
-        sys.stdout.write(diff.render_json(label_a, label_b, changes, kind))
+        sys.stdout.write(diff.render_json(label_a, label_b, changes, kind, context))
     else:
         title = f"{'plan of ' if args.plan else ''}{label_a} -> {label_b}"
         if args.ignore_expected and not args.plan:
             title += " (expected site differences hidden)"
-        sys.stdout.write(diff.render_text(title, changes))
+        sys.stdout.write(diff.render_text(title, changes, context))
     return 0
 
 
@@ -185,10 +200,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError([Problem("--as-of", "", f"{shown(args.as_of)} is not a date (YYYY-MM-DD)")]) from None
     out = check_out_dir(Path(args.out))
-    if args.against is not None:
-        from ..diff import resolve_revision
-
-        resolve_revision(root, args.against, "--against")
+    against = _revision(root, args.against, args.since, "--against")
     if args.even_if_failing:
         # An auditor may want the record of a failing site: the report is written, the gate runs after.
         from ..stackfile import load_stack
@@ -199,7 +211,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     live: dict | str | None = None
     if args.live_store:
         live = _live_store(stack)
-    for path in write_report(root, stack, out, as_of, args.against, live=live):
+    for path in write_report(root, stack, out, as_of, against, live=live):
         print(path)
     if args.even_if_failing:
         from ..policy import gate
@@ -255,7 +267,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("diff", help="semantic diff of two sites, or of a site against a git revision")
     p.add_argument("site", metavar="SITE", help="first site (with --rev: the site to compare with its past)")
     p.add_argument("other", nargs="?", metavar="OTHER", help="second site")
-    p.add_argument("--rev", metavar="REV", help="compare SITE as it was at this git revision with today's")
+    p.add_argument(
+        "--rev",
+        metavar="REV",
+        help="compare SITE as it was at this git revision (a commit, a tag, or a date YYYY-MM-DD) with today's; "
+        "an old stack format is upgraded to compare",
+    )
+    p.add_argument(
+        "--since",
+        metavar="DATE",
+        help="compare SITE as it was at the last commit before DATE (YYYY-MM-DD, midnight UTC, or "
+        "YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]) on HEAD's first-parent history; the commit chosen is printed",
+    )
     p.add_argument("--plan", action="store_true", help="diff the offline plans: resources and their inputs")
     p.add_argument(
         "--ignore-expected",
@@ -274,7 +297,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", required=True, metavar="DIR", help="directory for the report (audit-SITE.html and audit-SITE.md)"
     )
-    p.add_argument("--against", metavar="REV", help="include the diff against this git revision")
+    p.add_argument(
+        "--against", metavar="REV", help="include the diff against this git revision (a commit, a tag or a date)"
+    )
+    p.add_argument("--since", metavar="DATE", help="include the diff against the last commit before DATE")
     p.add_argument("--as-of", metavar="YYYY-MM-DD", help="date the policies judge against (default today)")
     p.add_argument(
         "--live-store",

@@ -20,6 +20,7 @@ from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.helm.v3 import Release
 
 from .. import catalog, labels
+from ..catalog import supply
 from ..model import Site
 
 
@@ -30,11 +31,12 @@ def rack_scale_skus(site: Site) -> list[str]:
 def dra_driver_values(site: Site) -> dict[str, Any]:
     """Chart values derived from the site; tests/test_schemas.py checks them against the pinned chart."""
     release = catalog.DRA_DRIVER_RELEASES[str(site.gpu_stack.dra_driver)]
-    repository, tag = release.image.mirrored(site.mirrors.containers.host)
+    repository, _ = release.image.mirrored(site.mirrors.containers.host)
     return {
         # The host driver is Ansible's (roles/nvidia_driver), installed at /.
         "nvidiaDriverRoot": "/",
-        "image": {"repository": f"{repository}/{release.image.name}", "tag": tag},
+        # The chart writes repository:tag (_helpers.tpl fullimage): tag@sha256 where a digest is catalogued.
+        "image": {"repository": f"{repository}/{release.image.name}", "tag": supply.pinned_version(release.image)},
         "resources": {"gpus": {"enabled": False}, "computeDomains": {"enabled": True}},
         "kubeletPlugin": {
             # Replaces the chart's NFD-label affinity: exactly this site's rack-scale trays.

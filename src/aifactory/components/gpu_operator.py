@@ -10,6 +10,7 @@ from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.helm.v3 import Release
 
 from .. import catalog, labels
+from ..catalog import supply
 from ..model import Site
 
 # MIG configuration of a node without the nvidia.com/mig.config label; the ClusterPolicy CRD
@@ -17,10 +18,18 @@ from ..model import Site
 MIG_DEFAULT = "all-disabled"
 
 
-def mirrored(site: Site, component: str) -> str:
-    """The in-country repository of a chart component: the upstream path below the registry host."""
-    upstream = catalog.GPU_OPERATOR_REPOSITORIES[site.gpu_stack.gpu_operator][component]
-    return f"{site.mirrors.containers.host}/{upstream.split('/', 1)[1]}"
+def image(site: Site, component: str) -> dict[str, str]:
+    """A chart component's image from the in-country registry: its upstream path below the registry host, and
+    its release tag pinned to the digest NVIDIA publishes for it (``tag@sha256:...``; the tag alone where no
+    upstream file gives one, which policy supply.digests reports).
+
+    node-feature-discovery's subchart takes ``image.tag`` and reads no digest: it keeps its chart's tag.
+    """
+    upstream = catalog.GPU_OPERATOR_IMAGES[site.gpu_stack.gpu_operator][component]
+    repository, _ = upstream.mirrored(site.mirrors.containers.host)
+    if component == "node-feature-discovery.image":  # the subchart's repository names the image too
+        return {"repository": f"{repository}/{upstream.name}"}
+    return {"repository": repository, "version": supply.pinned_version(upstream)}
 
 
 def gpu_operator_values(site: Site) -> dict[str, Any]:
@@ -32,29 +41,38 @@ def gpu_operator_values(site: Site) -> dict[str, Any]:
     """
     mig = site.gpu_stack.mig
 
-    def repo(component: str) -> dict[str, str]:
-        return {"repository": mirrored(site, component)}
-
     return {
         "cdi": {"enabled": True},
         "nfd": {"enabled": True},
-        "node-feature-discovery": {"image": repo("node-feature-discovery.image")},
-        "operator": {**repo("operator"), "initContainer": repo("operator.initContainer")},
-        "validator": repo("validator"),
+        "node-feature-discovery": {"image": image(site, "node-feature-discovery.image")},
+        "operator": {**image(site, "operator"), "initContainer": image(site, "operator.initContainer")},
+        "validator": image(site, "validator"),
         "driver": {"enabled": False},
-        "toolkit": {"enabled": True, **repo("toolkit")},
-        "devicePlugin": {"enabled": True, **repo("devicePlugin")},
+        "toolkit": {"enabled": True, **image(site, "toolkit")},
+        "devicePlugin": {"enabled": True, **image(site, "devicePlugin")},
         # No ServiceMonitor: it needs the Prometheus Operator's CRDs, which a site may not run.
-        "dcgmExporter": {"enabled": True, **repo("dcgmExporter"), "serviceMonitor": {"enabled": False}},
-        "gfd": {"enabled": True, **repo("gfd")},
+        "dcgmExporter": {"enabled": True, **image(site, "dcgmExporter"), "serviceMonitor": {"enabled": False}},
+        "gfd": {"enabled": True, **image(site, "gfd")},
         "mig": {"strategy": mig.strategy},
         "migManager": {
             "enabled": mig.strategy != "none",
-            **repo("migManager"),
+            **image(site, "migManager"),
             "config": {"default": MIG_DEFAULT},
         },
         "daemonsets": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
     }
+
+
+def enabled_components(site: Site) -> list[str]:
+    """The catalogued components whose images the release pulls with the site's values (a disabled one pulls none)."""
+    values = gpu_operator_values(site)
+    out = []
+    for component in catalog.GPU_OPERATOR_IMAGES[site.gpu_stack.gpu_operator]:
+        top = component.split(".")[0]
+        switch = values["nfd"] if top == "node-feature-discovery" else values.get(top, {})
+        if switch.get("enabled", True):
+            out.append(component)
+    return out
 
 
 @dataclass(frozen=True)

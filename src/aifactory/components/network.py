@@ -13,6 +13,7 @@ from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 
 from .. import catalog, labels
+from ..catalog import supply
 from ..model import Rail, Site
 
 
@@ -40,10 +41,11 @@ def rail_netdevs(site: Site, index: int) -> list[str]:
 
 
 def image(site: Site, component: str) -> dict[str, str]:
-    """A NicClusterPolicy image block: the release's own image, pulled from the in-country mirror."""
+    """A NicClusterPolicy image block: the release's own image, pulled from the in-country mirror by digest."""
     upstream = catalog.NETWORK_OPERATOR_IMAGES[site.gpu_stack.network_operator][component]
-    repository, tag = upstream.mirrored(site.mirrors.containers.host)
-    return {"image": upstream.name, "repository": repository, "version": tag}
+    repository, _ = upstream.mirrored(site.mirrors.containers.host)
+    # tag@sha256:... where the release's bundle gives a digest (catalog.supply.pinned_version).
+    return {"image": upstream.name, "repository": repository, "version": supply.pinned_version(upstream)}
 
 
 def nic_cluster_policy_spec(site: Site) -> dict[str, Any]:
@@ -65,6 +67,12 @@ def nic_cluster_policy_spec(site: Site) -> dict[str, Any]:
         "secondaryNetwork": secondary,
         "nvIpam": {**image(site, "nvIpam"), "enableWebhook": False},
     }
+
+
+def nic_components(site: Site) -> list[str]:
+    """The NicClusterPolicy components the site's policy deploys, each pulling its release's image."""
+    spec = nic_cluster_policy_spec(site)
+    return [k for k, v in (*spec.items(), *spec["secondaryNetwork"].items()) if isinstance(v, dict) and "image" in v]
 
 
 def attachment_config(site: Site, rail: Rail, master: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def project_with(root: Path, where: Path, nodes: int, gpu_stack: dict[str, Any] 
         node["bmc"] = f"172.29.1.{11 + i}"
         node["mac"] = f"02:a1:f0:00:00:{11 + i:02x}"
         pool["nodes"].append(node)
+    pool["scalable_units"] = [{"name": "su1", "nodes": nodes}]
     site["tenants"] = [{**t, "gpu_quota": min(t["gpu_quota"], 8 * nodes // 2)} for t in site["tenants"]]
     site["gpu_stack"].update(gpu_stack or {})
     write_stack(where, doc)
@@ -86,6 +87,7 @@ def rack_scale_lab(root: Path, where: Path) -> Path:
             "hostname": "{site}-gb200-{index:02d}",
             "ip_offset": 31,
             "nodes": [{"bmc": "172.29.1.31", "mac": "02:a1:f0:00:00:31"}],
+            "scalable_units": [{"name": "su2", "nodes": 1}],
             "racks": [{"name": "lab-r1", "trays": [1]}],
         }
     )

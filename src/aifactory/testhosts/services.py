@@ -142,11 +142,15 @@ def shared_proxy(say: Say) -> int:
         for d in (cache, logs):
             d.mkdir(parents=True, exist_ok=True)
         # Requests for deb.debian.org/debian go to one backend; the stock list names mirrors
-        # these machines cannot reach.
+        # these machines cannot reach. ForceManaged: 1 refuses every other location a request
+        # names (acng.conf: "all downloads must be processed by the preconfigured remapping
+        # backends"): without it the proxy fetched whatever host a path named (seen: the lab's
+        # ubuntu and cuda mirror paths reached archive.ubuntu.com and NVIDIA), and the project's
+        # traffic may go to Debian's mirror only. Checked: debian 200, ubuntu and NVIDIA 403.
         (PROXY_DIR / "acng.conf").write_text(
             f"CacheDir: {cache}\nLogDir: {logs}\nSupportDir: /usr/lib/apt-cacher-ng\n"
             f"Remap-debrep: file:deb_mirror*.gz /debian ; file:backends_debian\n"
-            f"Port: {port}\nBindAddress: 127.0.0.1\nExThreshold: 4\n"
+            f"Port: {port}\nBindAddress: 127.0.0.1\nExThreshold: 4\nForceManaged: 1\n"
         )
         (PROXY_DIR / "backends_debian").write_text(UPSTREAM_DEBIAN + "\n")
         log = PROXY_DIR / "apt-cacher-ng.out"
@@ -223,11 +227,12 @@ def ensure_artifacts(site: Site, say: Say) -> None:
 
 
 def _ensure_nccl(site: Site, machine: str, say: Say) -> None:
+    from ..mirror.manifest import nccl_name
+
     g = site.gpu_stack
     major = g.nccl_cuda.split(".")[0]
     prefix = urlsplit(site.mirrors.artifacts.url).path.strip("/")
-    suffix = "" if machine == "x86_64" else f"-{machine}"
-    target = artifact_root() / prefix / "nccl" / f"nvidia-nccl-cu{major}-{g.nccl_version}{suffix}.whl"
+    target = artifact_root() / prefix / "nccl" / nccl_name(site, machine)
     if target.is_file():
         return
     say(f"artifact mirror: fetching NCCL {g.nccl_version} (nvidia-nccl-cu{major}, {machine}) from PyPI")

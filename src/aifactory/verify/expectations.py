@@ -77,6 +77,8 @@ class NodeExpectations:
     # distro -> (open kernel modules, DMA-BUF minimum kernel, peermem module), from roles/rdma/vars.
     gpudirect: dict[str, tuple[bool, str, str]]
     gdr_write: Threshold | None
+    # nccl-tests' all_reduce_perf as roles/nccl builds it on GPU nodes (its defaults and vars).
+    all_reduce_perf: str
     # The compute ports in rail order as (GPU PCI address or "" where the source names GPUs by
     # index, NIC PCI address, RDMA device, netdev), and where they come from: the catalog's NVIDIA
     # table or a node's report recorded in the stack. Empty where neither exists.
@@ -129,6 +131,7 @@ class NodeExpectations:
 def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
     base = role_defaults(root, "nvidia_base")
     cuda = role_defaults(root, "cuda_toolkit")
+    nccl = role_defaults(root, "nccl")
     g = site.gpu_stack
     major, minor = g.cuda.split(".")
     gv = {**group_vars_all(site), **group_vars_sku(site, node.sku)}
@@ -190,6 +193,9 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
             for d in rv
         },
         gdr_write=sku.gdr_write_gbps,
+        all_reduce_perf=(
+            f"{nccl['nccl_tests_install_root']}/{gv['nccl_tests_version']}-nccl{g.nccl_version}/build/all_reduce_perf"
+        ),
         **topology_of(site, node),
         **imex_of(root, site, node),
     )

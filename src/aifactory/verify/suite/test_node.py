@@ -21,7 +21,6 @@ from aifactory.verify.topology import TOPOLOGY_SNIPPET, differences, rails
 
 SUPPORTED = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
 MIN_KERNEL = (5, 15)
-ALL_REDUCE_PATHS = ("all_reduce_perf", "/opt/nccl-tests/build/all_reduce_perf", "/usr/local/bin/all_reduce_perf")
 
 
 def _dpkg(host, package: str) -> tuple[str, str, str]:
@@ -248,10 +247,16 @@ def test_gpu_ecc_and_memory(facts: Facts):
 
 
 def test_nvlink_all_up(host, expect: NodeExpectations, facts: Facts):
+    """Every GPU the SKU has (0..N-1), each with all its links up: a GPU missing from the output fails too."""
     _require_gpu(facts)
     out = host.run("nvidia-smi nvlink --status")
     assert out.rc == 0, f"nvidia-smi nvlink --status exit {out.rc}"
     status = parse_nvlink_status(out.stdout)
+    missing = [g for g in range(expect.sku.gpu_count) if g not in status.links]
+    assert not missing, (
+        f"no NVLink status for GPUs {missing}: a {expect.sku.name} has {expect.sku.gpu_count}, the node lists "
+        f"{sorted(status.links)}"
+    )
     want = expect.sku.nvlinks_per_gpu
     if want is None:
         # No source states the count (GB200 trays): every GPU of the node must show the same, and some.
@@ -262,13 +267,25 @@ def test_nvlink_all_up(host, expect: NodeExpectations, facts: Facts):
     assert not short, f"active NVLinks per GPU {short}, each should have {want}"
 
 
+# What nvidia-smi reports in <fabric> once Fabric Manager has trained a GPU's NVLinks into the fabric: NVML's
+# nvmlGpuFabricInfo_t, whose state is NOT_SUPPORTED, NOT_STARTED, IN_PROGRESS or COMPLETED and whose status
+# is an nvmlReturn_t, SUCCESS once registered (NVML API Reference, "Fabric definitions",
+# docs.nvidia.com/deploy/nvml-api/group__nvmlFabricDefs.html); nvidia-smi prints them Completed / Success.
+FABRIC_DONE = ("Completed", "Success")
+
+
 def test_fabric_manager(host, expect: NodeExpectations, facts: Facts):
     if not expect.sku.nvswitch:
         pytest.skip(f"{expect.sku.name} has no NVSwitch")
     _require_gpu(facts)
     assert host.service("nvidia-fabricmanager").is_running, "nvidia-fabricmanager is not running"
-    pending = [g.index for g in facts.smi.gpus if g.fabric_state not in (None, "Completed")]
-    assert not pending, f"NVLink fabric not completed on GPUs {pending}"
+    # N/A (None) is no answer: an NVSwitch system's GPUs always report a fabric state once the driver runs.
+    pending = {
+        g.index: f"state {g.fabric_state or 'N/A'}, status {g.fabric_status or 'N/A'}"
+        for g in facts.smi.gpus
+        if (g.fabric_state, g.fabric_status) != FABRIC_DONE
+    }
+    assert not pending, f"NVLink fabric not {'/'.join(FABRIC_DONE)} on GPUs {pending}"
 
 
 def test_all_reduce_bandwidth(host, expect: NodeExpectations, facts: Facts):
@@ -276,9 +293,9 @@ def test_all_reduce_bandwidth(host, expect: NodeExpectations, facts: Facts):
     threshold = expect.allreduce
     if threshold is None:
         pytest.skip(f"no published all-reduce threshold for {expect.sku.name}")
-    binary = next((p for p in ALL_REDUCE_PATHS if host.exists(p) or host.file(p).exists), None)
-    if binary is None:
-        pytest.skip("nccl-tests' all_reduce_perf is not installed on this node")
+    binary = expect.all_reduce_perf
+    # roles/nccl builds it on every GPU node: absent is a failure, never a pass by absence.
+    assert host.file(binary).exists, f"{binary} is missing: roles/nccl builds nccl-tests on GPU nodes"
     cmd = f"{shlex.quote(binary)} -b 16G -e 16G -f 2 -g {facts.smi.attached_gpus}"
     out = host.run(cmd)
     assert out.rc == 0, f"{cmd} exit {out.rc}: {out.stderr.strip()[-200:]}"

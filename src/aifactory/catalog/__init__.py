@@ -10,16 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-
-@dataclass(frozen=True)
-class Source:
-    """Where a fact comes from, so an auditor can check it."""
-
-    title: str
-    url: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.title} ({self.url})" if self.url else self.title
+from .source import Source as Source
+from .supply import DRA_DRIVER_IMAGES as DRA_DRIVER_IMAGES
+from .supply import GPU_OPERATOR_IMAGES as GPU_OPERATOR_IMAGES
+from .supply import NETWORK_OPERATOR_IMAGES as NETWORK_OPERATOR_IMAGES
+from .supply import NETWORK_OPERATOR_RELEASE_KEYS as NETWORK_OPERATOR_RELEASE_KEYS
+from .supply import Image as Image
 
 
 @dataclass(frozen=True)
@@ -364,77 +360,6 @@ GPU_OPERATOR_END_OF_SUPPORT: frozenset[str] = frozenset({"24.6", "24.9", "25.3",
 # (NCCL 2.21 release notes, "Add support for IB_GID_INDEX auto-detection").
 NCCL_GID_AUTODETECT = "2.21.0"
 
-NETWORK_OPERATOR_RELEASE = Source(
-    "Mellanox/network-operator hack/release.yaml at each release tag (vendored in tests/fixtures/schemas)",
-    "https://github.com/Mellanox/network-operator",
-)
-
-
-@dataclass(frozen=True)
-class Image:
-    """An upstream image: registry path, name and tag. Mirrors keep the path below the registry host."""
-
-    repository: str
-    name: str
-    tag: str
-
-    def mirrored(self, registry: str) -> tuple[str, str]:
-        """(repository, tag) of this image in an in-country mirror registry."""
-        return f"{registry}/{self.repository.split('/', 1)[1]}", self.tag
-
-
-# NicClusterPolicy components this project deploys, per network operator release, as each
-# release's hack/release.yaml names them (tests/test_schemas.py checks every entry against it).
-NETWORK_OPERATOR_IMAGES: dict[str, dict[str, Image]] = {
-    "25.4.0": {
-        "rdmaSharedDevicePlugin": Image("ghcr.io/mellanox", "k8s-rdma-shared-dev-plugin", "v1.5.3"),
-        "cniPlugins": Image("ghcr.io/k8snetworkplumbingwg", "plugins", "v1.6.2-update.1"),
-        "multus": Image("ghcr.io/k8snetworkplumbingwg", "multus-cni", "v4.1.0"),
-        "ipoib": Image("ghcr.io/mellanox", "ipoib-cni", "v1.2.2"),
-        "nvIpam": Image("ghcr.io/mellanox", "nvidia-k8s-ipam", "v0.3.7"),
-    },
-    "25.7.0": {
-        "rdmaSharedDevicePlugin": Image(
-            "nvcr.io/nvidia/mellanox", "k8s-rdma-shared-dev-plugin", "network-operator-v25.7.0"
-        ),
-        "cniPlugins": Image("nvcr.io/nvidia/mellanox", "plugins", "network-operator-v25.7.0"),
-        "multus": Image("nvcr.io/nvidia/mellanox", "multus-cni", "network-operator-v25.7.0"),
-        "ipoib": Image("nvcr.io/nvidia/mellanox", "ipoib-cni", "network-operator-v25.7.0"),
-        "nvIpam": Image("nvcr.io/nvidia/mellanox", "nvidia-k8s-ipam", "network-operator-v25.7.0"),
-    },
-}
-# hack/release.yaml key of each NicClusterPolicy component above.
-NETWORK_OPERATOR_RELEASE_KEYS: dict[str, str] = {
-    "rdmaSharedDevicePlugin": "RdmaSharedDevicePlugin",
-    "cniPlugins": "CniPlugins",
-    "multus": "Multus",
-    "ipoib": "Ipoib",
-    "nvIpam": "nvIpam",
-}
-
-GPU_OPERATOR_VALUES = Source(
-    "NVIDIA/gpu-operator deployments/gpu-operator/values.yaml at each chart tag (vendored in tests/fixtures/schemas)",
-    "https://github.com/NVIDIA/gpu-operator",
-)
-# Upstream repository of each gpu-operator component this project overrides, per chart release.
-# The mirror keeps the path below nvcr.io (tests/test_schemas.py checks each against values.yaml).
-_GPU_OPERATOR_25_3_REPOSITORIES = {
-    "operator": "nvcr.io/nvidia",
-    "operator.initContainer": "nvcr.io/nvidia",
-    "validator": "nvcr.io/nvidia/cloud-native",
-    "toolkit": "nvcr.io/nvidia/k8s",
-    "devicePlugin": "nvcr.io/nvidia",
-    "dcgmExporter": "nvcr.io/nvidia/k8s",
-    "gfd": "nvcr.io/nvidia",
-    "migManager": "nvcr.io/nvidia/cloud-native",
-    "node-feature-discovery.image": "registry.k8s.io/nfd/node-feature-discovery",
-}
-GPU_OPERATOR_REPOSITORIES: dict[str, dict[str, str]] = {
-    "v25.3.4": _GPU_OPERATOR_25_3_REPOSITORIES,
-    # 25.10 ships the validator in the operator image, under nvcr.io/nvidia.
-    "v25.10.1": {**_GPU_OPERATOR_25_3_REPOSITORIES, "validator": "nvcr.io/nvidia"},
-}
-
 
 @dataclass(frozen=True)
 class Version:
@@ -497,8 +422,7 @@ DRA_DRIVER_RELEASES: dict[str, DraDriverRelease] = {
     "25.12.0": DraDriverRelease(
         chart="nvidia-dra-driver-gpu",
         version="25.12.0",
-        # values.yaml image.repository; the tag defaults to "v" + the chart's appVersion (_helpers.tpl fullimage).
-        image=Image("nvcr.io/nvidia", "k8s-dra-driver-gpu", "v25.12.0"),
+        image=DRA_DRIVER_IMAGES["25.12.0"],
         kubernetes_min="1.32.0",
         compute_domain_min_driver="570.158.01",
     ),
