@@ -59,6 +59,9 @@ def ssh(host: str, command: str):
 
 
 def converge(project, stack, write, what: str, times: dict[str, float]):
+    # The package proxy is the machine's, shared by every checkout's runs; `up` again (idempotent)
+    # re-ensures it and this run's relay to it, as an SRE would before a long converge.
+    lifecycle.up(stack, project, RUN, say=lambda _m: None)
     t0 = time.monotonic()
     result = run_playbook(stack, project, ssh_config=RUN.ssh_config, say=lambda _m: None, quiet=True)
     times[what] = time.monotonic() - t0

@@ -182,8 +182,13 @@ def release_proxy(still_running: list[str], say: Say) -> None:
 def ensure_proxy_relay(run: Run, state: State, a: Addresses, say: Say) -> None:
     """The declared proxy address inside the run's namespace, relayed to the shared proxy."""
     port = shared_proxy(say)
-    if alive(state.relay_pid) and netns.inside(run.netns, lambda: port_open(a.gateway, a.proxy_port)):
+    relaying = alive(state.relay_pid) and owned(state.relay_pid, run.netns)
+    if relaying and state.relay_port == port and netns.inside(run.netns, lambda: port_open(a.gateway, a.proxy_port)):
         return
+    if relaying:
+        # The shared proxy came back on another port (another run stopped it and a third started
+        # one; seen on a machine several checkouts share): the relay still points at the old one.
+        stop([state.relay_pid], grace=5)
     log = run.dir / "proxy-relay.out"
     state.relay_pid = spawn(
         [
@@ -207,6 +212,7 @@ def ensure_proxy_relay(run: Run, state: State, a: Addresses, say: Say) -> None:
             log,
         ),
     )
+    state.relay_port = port
     say(f"package proxy: {a.gateway}:{a.proxy_port} in {run.netns}, relayed to the shared proxy")
 
 
