@@ -71,6 +71,8 @@ class NodeExpectations:
     sysctl: dict[str, str]
     memlock: str
     allreduce: Threshold | None
+    # A rack-scale SKU's all-reduce figure is a whole rack's: never compared with one tray (reason only).
+    rack_allreduce: Threshold | None
     rdma_packages: dict[str, list[str]]
     # rail name -> (RDMA device, netdev), from the catalog's port map: what roles/rdma set up.
     rails: dict[str, tuple[str, str]]
@@ -119,6 +121,7 @@ class NodeExpectations:
                 **raw,
                 "sku": SkuFacts(**raw["sku"]),
                 "allreduce": threshold(raw["allreduce"]),
+                "rack_allreduce": threshold(raw["rack_allreduce"]),
                 "gdr_write": threshold(raw["gdr_write"]),
                 "rails": {k: tuple(v) for k, v in raw["rails"].items()},
                 "gpudirect": {k: tuple(v) for k, v in raw["gpudirect"].items()},
@@ -182,6 +185,7 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         sysctl={k: str(v) for k, v in base["nvidia_base_sysctl"].items()},
         memlock=str(base["nvidia_base_memlock"]),
         allreduce=sku.allreduce_busbw,
+        rack_allreduce=sku.rack_allreduce_busbw,
         rdma_packages={d.lower(): list(rv[d]["rdma_packages"]) for d in rv},
         rails={r["name"]: (r["rdma"], r["netdev"]) for r in gv["rdma_rails"]},
         gpudirect={
