@@ -34,7 +34,7 @@ CASES = [
      "object_lock needs versioning: true"),
     ("lab", _bucket(0, role="evidence", object_lock={"days": 5}), "storage.object_store",
      "one evidence bucket per site, not 2 (lab-datasets, lab-evidence)"),
-    ("lab", _append(("tenants",), lambda t: dict(t[0])), "tenants", "duplicate tenant name(s): lab-research"),
+    ("lab", _append(("tenants",), lambda t: dict(t[0])), "tenants", "duplicate tenant name(s): research"),
     ("lab", _append(("network", "fabric", "rails"), lambda r: {**r[0], "cidr": "172.29.30.0/24"}),
      "network.fabric.rails", "duplicate rail name(s): rail0"),
     ("lab", _append(("storage", "classes"), lambda c: {**c[0], "name": "other"}), "storage.classes",

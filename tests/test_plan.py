@@ -176,7 +176,8 @@ def test_text_plan_counts_types(cli):
     code, out, _ = cli("plan", "za")
     assert code == 0
     assert "    32  kubernetes:metal3.io/v1alpha1:BareMetalHost" in out
-    assert "     8  kubernetes:k8s.cni.cncf.io/v1:NetworkAttachmentDefinition" in out
+    # 8 rails: the platform's attachments and one set in each of za's 4 tenants' namespaces.
+    assert "    40  kubernetes:k8s.cni.cncf.io/v1:NetworkAttachmentDefinition" in out
 
 
 def test_program_refuses_other_cluster_contexts():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +31,20 @@ CNI_FIELDS = {
     "macvlan": {"master", "mode", "mtu", "linkInContainer", "ipam"},
     "ipoib": {"master", "ipam"},
 }
+CNI_SOURCES = FIXTURES.parent / "cni"  # each SR-IOV CNI's NetConf at its pinned tag (SOURCES.md there)
+
+
+def go_json_fields(path: Path, struct: str) -> set[str]:
+    """The JSON keys a Go struct reads: its fields' json tags (untagged and "-" fields are not config)."""
+    text = path.read_text()
+    body = text[text.index(f"type {struct} struct {{") :]
+    body = body[: body.index("\n}\n")]
+    return {m for m in re.findall(r'json:"([^",]+)', body) if m != "-"}
+
+
+# Tenant partitions (components/network.tenant_attachment): ib-sriov-cni's pkey, sriov-cni's vlan.
+CNI_FIELDS["ib-sriov"] = go_json_fields(CNI_SOURCES / "ib-sriov-cni-v1.3.0-types.go", "IbSriovNetConf") | {"ipam"}
+CNI_FIELDS["sriov"] = go_json_fields(CNI_SOURCES / "sriov-cni-v2.10.0-types.go", "SriovNetConf") | {"ipam"}
 CNI_COMMON = {"cniVersion", "name", "type"}
 MACVLAN_MODES = {"bridge", "private", "vepa", "passthru"}
 NV_IPAM_FIELDS = {"type", "poolName", "poolType", "daemonSocket", "daemonCallTimeoutSeconds", "confDir", "logFile"}
@@ -71,7 +86,12 @@ def cni_problems(site, obj: dict[str, Any], pools: set[str]) -> list[str]:
         out.append(f"NAD/{name}: pool {ipam.get('poolName')!r} is not an IPPool of the plan")
     fabric = site.network.fabric.type
     netdevs = {p.netdev(fabric) for sku in site.rail_skus for p in (site.rail_ports(sku) or ())}
-    if conf.get("master") not in netdevs:
+    if plugin in ("ib-sriov", "sriov"):  # a VF the device plugin hands out: no master, a partition instead
+        if plugin == "ib-sriov" and not re.fullmatch(r"0x[0-9a-f]{4}", conf.get("pkey", "")):
+            out.append(f"NAD/{name}: pkey {conf.get('pkey')!r}")
+        if plugin == "sriov" and not 1 <= conf.get("vlan", 0) <= 4094:
+            out.append(f"NAD/{name}: vlan {conf.get('vlan')!r}")
+    elif conf.get("master") not in netdevs:
         out.append(f"NAD/{name}: master {conf.get('master')!r} is no compute port of the site's SKUs")
     return out
 
@@ -211,8 +231,13 @@ def test_cni_configs_use_only_fields_their_plugins_read(site_name):
     pools = {o["metadata"]["name"] for o in objs if o["kind"] == "IPPool"}
     nads = [o for o in objs if o["kind"] == "NetworkAttachmentDefinition"]
     assert [p for o in nads for p in cni_problems(site, o, pools)] == []
-    # Rails exist wherever the catalog knows the SKU's ports.
-    assert len(nads) == (len(site.network.fabric.rails) if site.rail_skus else 0)
+    # Rails exist wherever the catalog knows the SKU's ports: one attachment each for the platform,
+    # and one each in every tenant's namespace (its own partition, or the shared one).
+    rails = len(site.network.fabric.rails) if site.rail_skus else 0
+    assert len(nads) == rails * (1 + len(site.tenants))
+    for t in site.tenants:
+        mine = [o for o in nads if o["metadata"]["namespace"] == t.name]
+        assert len(mine) == rails and all(o["metadata"]["labels"]["aifactory.io/tenant"] == t.name for o in mine)
 
 
 @pytest.mark.parametrize("site_name", SITES)
@@ -309,7 +334,8 @@ def test_a_value_the_chart_does_not_have_or_a_repository_that_drops_the_path_is_
 
 def test_a_cni_field_no_plugin_reads_is_caught():
     site, objs = _lab()
-    nad = copy.deepcopy(next(o for o in objs if o["kind"] == "NetworkAttachmentDefinition"))
+    nads = [o for o in objs if o["kind"] == "NetworkAttachmentDefinition"]
+    nad = copy.deepcopy(next(o for o in nads if o["metadata"]["namespace"] == "nvidia-network-operator"))
     conf = json.loads(nad["spec"]["config"])
     conf["mtu"] = 9000  # ipoib takes no mtu
     conf["master"] = "ibp0s0"
@@ -317,3 +343,11 @@ def test_a_cni_field_no_plugin_reads_is_caught():
     problems = cni_problems(site, nad, {"rail0"})
     assert any("mtu" in p for p in problems)
     assert any("ibp0s0" in p for p in problems)
+    # A tenant's attachment: ib-sriov-cni reads no vlan, and a partition key is four hex digits.
+    nad = copy.deepcopy(next(o for o in nads if o["metadata"]["namespace"] == "research"))
+    conf = json.loads(nad["spec"]["config"])
+    assert cni_problems(site, nad, {conf["ipam"]["poolName"]}) == []
+    conf["vlan"], conf["pkey"] = 100, "0x8001f"
+    nad["spec"]["config"] = json.dumps(conf)
+    problems = cni_problems(site, nad, {conf["ipam"]["poolName"]})
+    assert any("vlan" in p for p in problems) and any("pkey" in p for p in problems)

@@ -100,6 +100,7 @@ def project(
     change: Callable[[dict[str, Any]], None] | None = None,
     secret: str | None = None,
     endpoint: str | None = None,
+    tenants: bool = False,
 ) -> Path:
     """A copy of the project whose lab site keeps its buckets, named PREFIX-*, on ``endpoint``
     (default: the gateway), reached with the keys of :func:`owner`."""
@@ -121,6 +122,11 @@ def project(
     store["url"] = endpoint
     for b in store["buckets"]:
         b["name"] = b["name"].replace("lab-", f"{prefix}-", 1)
+    if not tenants:  # the site's own buckets only, unless the test is about tenants
+        s["tenants"] = []
+    for t in s["tenants"]:  # tenants' buckets and store users too, so no two tests meet on one
+        t["buckets"] = [{"name": f"{prefix}-{t['name']}", "purpose": f"data of tenant {t['name']}"}]
+        t["principal"] = f"{prefix}-{t['name']}"
     if change:
         change(s)
     crypter = Crypter.from_state(read_passphrase_file(LAB_PASSPHRASE), doc["encryptionsalt"])
@@ -548,7 +554,7 @@ def test_the_program_declares_each_bucket_as_a_dynamic_resource_without_keys():
     stack = load_stack(ROOT, "lab")
     plan = run_plan(stack)
     created = plan.of_type("pulumi-python:dynamic/aifactory:S3Bucket")
-    assert sorted(r.inputs["bucket"] for r in created) == ["lab-datasets", "lab-evidence"]
+    assert sorted(r.inputs["bucket"] for r in created) == ["lab-ci", "lab-datasets", "lab-evidence", "lab-research"]
     declared = {d["bucket"]: d for d in spec.site_specs(stack.site)}
     for r in created:
         assert plan.parent_key(r) == f"aifactory:storage:Bucket::bucket-{r.inputs['bucket']}"
@@ -556,3 +562,109 @@ def test_the_program_declares_each_bucket_as_a_dynamic_resource_without_keys():
         assert r.inputs == {k: v for k, v in declared[r.inputs["bucket"]].items() if v is not None}
     assert stack.s3_credential is not None
     assert stack.s3_credential.access_key_id not in render_json(plan)
+
+
+# -- tenants: each bucket its tenant's alone, refused to every other by the store itself ---------
+
+
+def _tenant_user(gateway: rgw.Gateway, prefix: str, name: str) -> s3.Credentials:
+    """The tenant's store user, as project() names it (PREFIX-TENANT), with keys of its own."""
+    creds = s3.Credentials(f"T{prefix.upper()}{name.upper()}KEY01", f"{prefix}-{name}-secret-0001")
+    rgw.add_user(gateway.directory, rgw.User(f"{prefix}-{name}", creds.access_key_id, creds.secret_access_key))
+    return creds
+
+
+def _verbs(client: Any, bucket: str) -> dict[str, Any]:
+    """Every S3 verb that matters to a tenant's data and its bucket, against ``bucket``."""
+    return {
+        "GetObject": lambda: client.get_object(Bucket=bucket, Key="shard-0"),
+        "HeadObject": lambda: client.head_object(Bucket=bucket, Key="shard-0"),
+        "PutObject": lambda: client.put_object(Bucket=bucket, Key="planted", Body=b"x"),
+        "DeleteObject": lambda: client.delete_object(Bucket=bucket, Key="shard-0"),
+        "ListObjectsV2": lambda: client.list_objects_v2(Bucket=bucket),
+        "ListObjectVersions": lambda: client.list_object_versions(Bucket=bucket),
+        "GetBucketPolicy": lambda: client.get_bucket_policy(Bucket=bucket),
+        "PutBucketPolicy": lambda: client.put_bucket_policy(Bucket=bucket, Policy='{"Version":"2012-10-17","Statement":[]}'),
+        "DeleteBucketPolicy": lambda: client.delete_bucket_policy(Bucket=bucket),
+        "PutBucketAcl": lambda: client.put_bucket_acl(Bucket=bucket, ACL="public-read"),
+        "PutBucketVersioning": lambda: client.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Suspended"}
+        ),
+        "DeleteBucket": lambda: client.delete_bucket(Bucket=bucket),
+    }
+
+
+def _refused(call) -> str:
+    """AccessDenied, or what else the store answered (a HEAD's refusal has no body: its status, 403)."""
+    try:
+        call()
+    except ClientError as exc:
+        code = str(exc.response["Error"]["Code"])
+        return "AccessDenied" if code == "403" else code
+    return "ALLOWED"
+
+
+def test_a_tenants_credentials_are_refused_by_the_store_on_another_tenants_bucket(gateway, tmp_path, capsys):
+    root = project(tmp_path, gateway, "q1", tenants=True)
+    assert run(capsys, root, "storage", "apply", "lab")[0] == 0
+    research, ci = _tenant_user(gateway, "q1", "research"), _tenant_user(gateway, "q1", "ci")
+    mine = raw_client(gateway.endpoint, research)
+    # Its own bucket: its data, read, written, listed and deleted by its own user.
+    mine.put_object(Bucket="q1-research", Key="shard-0", Body=b"genomes")
+    assert mine.get_object(Bucket="q1-research", Key="shard-0")["Body"].read() == b"genomes"
+    assert [o["Key"] for o in mine.list_objects_v2(Bucket="q1-research")["Contents"]] == ["shard-0"]
+    raw_client(gateway.endpoint, ci).put_object(Bucket="q1-ci", Key="shard-0", Body=b"builds")
+    # Every other user: refused by the store on every verb, the site's own principal included.
+    for intruder, bucket in ((research, "q1-ci"), (ci, "q1-research"), (TRAINING, "q1-research"), (INTRUDER, "q1-ci")):
+        answers = {verb: _refused(call) for verb, call in _verbs(raw_client(gateway.endpoint, intruder), bucket).items()}
+        assert set(answers.values()) == {"AccessDenied"}, (intruder.access_key_id, bucket, answers)
+    # Nor may the tenant change its own bucket's rules: only its data is its own.
+    own = {v: _refused(c) for v, c in _verbs(mine, "q1-research").items() if v.endswith(("Policy", "Acl", "Bucket"))}
+    assert set(own.values()) == {"AccessDenied"}, own
+    # The store shows each bucket's policy: the tenant's principal, and no one else.
+    doc = json.loads(raw_client(gateway.endpoint, owner("q1")).get_bucket_policy(Bucket="q1-research")["Policy"])
+    assert [s["Principal"]["AWS"] for s in doc["Statement"] if s["Effect"] == "Allow"] in (
+        [["arn:aws:iam:::user/q1-research"]],
+        ["arn:aws:iam:::user/q1-research"],
+    )
+    code, out, _ = run(capsys, root, "storage", "check", "lab")
+    assert code == 0, out
+
+
+def test_a_bucket_policy_granting_another_principal_is_caught_by_the_store_test(gateway, tmp_path, capsys, monkeypatch):
+    """The planted fault: the spec grants tenant ci's bucket to research too; the store then lets research in,
+    so the cross-tenant test above would fail. The denial comes from the policy, not from chance."""
+    original = spec.policy
+
+    def leaky(store, bucket, tenant=None):
+        doc = original(store, bucket, tenant)
+        if doc and tenant == "q2-ci":
+            doc["Statement"][-1]["Principal"]["AWS"].append(spec.principal_arn("q2-research"))
+        return doc
+
+    monkeypatch.setattr(spec, "policy", leaky)
+    root = project(tmp_path, gateway, "q2", tenants=True)
+    assert run(capsys, root, "storage", "apply", "lab")[0] == 0
+    research, ci = _tenant_user(gateway, "q2", "research"), _tenant_user(gateway, "q2", "ci")
+    raw_client(gateway.endpoint, ci).put_object(Bucket="q2-ci", Key="shard-0", Body=b"builds")
+    assert raw_client(gateway.endpoint, research).get_object(Bucket="q2-ci", Key="shard-0")["Body"].read() == b"builds"
+
+
+def test_the_audit_answers_who_may_read_each_tenants_bucket_from_the_live_store(gateway, tmp_path, capsys):
+    root = project(tmp_path, gateway, "a2", tenants=True)
+    assert run(capsys, root, "storage", "apply", "lab")[0] == 0
+    out_dir = tmp_path / "audit"
+    assert run(capsys, root, "audit", "lab", "--out", str(out_dir), "--live-store")[0] == 0
+    text = (out_dir / "audit-lab.md").read_text()
+    row = "| `research` | `a2-research` | arn:aws:iam:::user/a2\\-research (and the site's owner account) |"
+    assert f"{row} grants arn:aws:iam:::user/a2\\-research |" in text, text[text.index("## Tenants") :][:2000]
+    # A grant the program did not set, planted on the store by hand, is shown as what it is.
+    raw = raw_client(gateway.endpoint, owner("a2"))
+    doc = json.loads(raw.get_bucket_policy(Bucket="a2-ci")["Policy"])
+    grant = doc["Statement"][-1]["Principal"]
+    who = grant["AWS"] if isinstance(grant["AWS"], list) else [grant["AWS"]]
+    grant["AWS"] = [*who, "arn:aws:iam:::user/intruder"]
+    raw.put_bucket_policy(Bucket="a2-ci", Policy=json.dumps(doc))
+    assert run(capsys, root, "audit", "lab", "--out", str(out_dir), "--live-store")[0] == 0
+    text = (out_dir / "audit-lab.md").read_text()
+    assert "DIFFERENT: grants arn:aws:iam:::user/a2\\-ci, arn:aws:iam:::user/intruder" in text

@@ -74,7 +74,7 @@ DOC_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("pool-name-newline", at("pools.0.name", "gpu\n"), S + "pools[0].name"),
     ("pool-name-template", at("pools.0.name", TEMPLATE), S + "pools[0].name"),
     ("sku-unknown", at("pools.0.sku", "dgx-a100"), S + "pools[0].sku"),
-    ("tenant-trailing-newline", at("tenants.0.name", "lab-research\n"), S + "tenants[0].name"),
+    ("tenant-trailing-newline", at("tenants.0.name", "research\n"), S + "tenants[0].name"),
     ("tenant-display-newline", at("tenants.0.display_name", "Lab\nrm -rf /"), S + "tenants[0].display_name"),
     (
         "bucket-upper",

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from . import catalog, history
+from . import catalog, history, tenancy
 from .diff import Change, diff_stacks
 from .errors import ConfigError, Problem
 from .fsutil import refuse_irregular, write_atomic
@@ -27,6 +27,7 @@ from .migrations import CURRENT
 from .plan import run_plan
 from .policy import Result, Severity, evaluate_sites
 from .stackfile import Stack, list_stacks, load_stack, stack_path
+from .storage import spec
 
 PACKAGE = Path(__file__).resolve().parent
 TEMPLATES = ("audit.html.j2", "audit.md.j2")
@@ -121,6 +122,80 @@ def storage_rows(stack: Stack, live: dict[str, Any] | str | None) -> tuple[str, 
     return note, rows
 
 
+def _span(hosts: list[str]) -> str:
+    if len(hosts) <= 3:
+        return ", ".join(hosts)
+    return f"{hosts[0]} … {hosts[-1]}"
+
+
+def _granted(policy: str | None) -> list[str]:
+    """The principals a bucket policy allows anything, as the store returned it (owner aside)."""
+    if not policy:
+        return []
+    try:
+        doc = json.loads(policy)
+    except ValueError:
+        return ["(unreadable policy)"]
+    out: list[str] = []
+    for st in doc.get("Statement", []):
+        if st.get("Effect") == "Allow":
+            who = st.get("Principal", {})
+            who = who.get("AWS", who) if isinstance(who, dict) else who
+            out += who if isinstance(who, list) else [who]
+    return sorted(set(out))
+
+
+def tenant_rows(stack: Stack, live: dict[str, Any] | str | None) -> list[dict[str, Any]]:
+    """What the regulator asks of each tenant: its class, nodes, partition, buckets and who may read them.
+
+    "Who may read" is the bucket policy this program sets (the tenant's store user; the site's owner
+    account owns every bucket); where the live store was read, its own answer stands beside it.
+    """
+    site = stack.site
+    specs = {s["bucket"]: s for s in spec.site_specs(site)}
+    shared = tenancy.shared_nodes(site)
+    rows = []
+    for t in site.tenants:
+        mine = tenancy.nodes_of(site, t)
+        if mine:
+            nodes = f"{len(mine)} of its own ({_span([n.hostname for n in mine])}), tainted and labelled for it"
+        else:
+            nodes = f"shared: the {len(shared)} node(s) no tenant holds"
+        part = tenancy.partition(site, t)
+        if part is None:
+            partition = "the site's default partition, shared (shared_fabric: the site says so)"
+        elif site.network.fabric.type == "infiniband":
+            partition = f"its own InfiniBand partition key {tenancy.pkey_text(part)}"
+        else:
+            partition = f"its own RoCE VLAN {part}"
+        bucket_rows = []
+        for b in tenancy.buckets(site, t):
+            declared = _granted(specs[b.name]["policy"])
+            state = live.get(b.name) if isinstance(live, dict) else None
+            if state is None:
+                said = "not read"
+            elif not state.exists:
+                said = "MISSING"
+            else:
+                found = _granted(state.policy)
+                grants = ", ".join(found) or "no one"
+                said = f"grants {grants}" if found == declared else f"DIFFERENT: grants {grants}"
+            bucket_rows.append({"name": b.name, "readers": ", ".join(declared), "live": said})
+        rows.append(
+            {
+                "name": t.name,
+                "display_name": t.display_name,
+                "classification": t.data_classification,
+                "quota": t.gpu_quota,
+                "nodes": nodes,
+                "partition": partition,
+                "principal": tenancy.principal(t),
+                "buckets": bucket_rows,
+            }
+        )
+    return rows
+
+
 def report_context(
     root: Path, stack: Stack, as_of: date, rev: history.Resolved | None, *, live: dict[str, Any] | str | None = None
 ) -> dict[str, Any]:
@@ -158,6 +233,11 @@ def report_context(
         for p in site.pools
     ]
     store_note, buckets = storage_rows(stack, live)
+    tenants = tenant_rows(stack, live)
+    retired = [
+        {"name": r.name, "buckets": ", ".join(r.buckets), "until": r.retain_until.isoformat()}
+        for r in site.retired_tenants
+    ]
     g = site.gpu_stack
     # A date is named by the commit it chose: the report is reproduced from that commit, whatever the history since.
     against = "" if rev is None else f" --against {rev.commit.sha if rev.rule else rev.asked}"
@@ -187,6 +267,8 @@ def report_context(
         "changes": changes,
         "store_note": store_note,
         "buckets": buckets,
+        "tenants": tenants,
+        "retired": retired,
         "resources": sorted(plan.counts().items()),
         "resource_total": len(plan.resources),
         "inputs": sorted(inputs.parts.items()),

@@ -291,3 +291,13 @@ def hostname_scheme(value: str) -> str:
     if "index" not in names:
         raise ValueError(f"hostname scheme {shown(value)} must contain {{index}}")
     return value
+
+
+_NODE_RANGE = _full(r"([1-9][0-9]{0,5})(?:-([1-9][0-9]{0,5}))?")
+
+
+def node_range(value: str) -> str:
+    """Node numbers of a pool, 1-based: "7" or "9-20" (first not above last)."""
+    m = _NODE_RANGE.fullmatch(value)
+    ok = bool(m) and (m.group(2) is None or int(m.group(1)) <= int(m.group(2)))  # type: ignore[union-attr]
+    return _need(ok, value, 'a node range of the pool ("7" or "9-20", 1-based, first not above last)')

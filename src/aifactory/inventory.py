@@ -21,11 +21,11 @@ from typing import Any
 
 import yaml
 
-from . import labels
+from . import labels, tenancy
 from .catalog import SKUS, Sku, supply
 from .errors import ConfigError
 from .fsutil import parts_of, read_bounded, write_atomic
-from .model import Site
+from .model import NodeView, Site
 from .stackfile import Stack, display
 
 INVENTORIES = "inventories"
@@ -93,6 +93,10 @@ def _emit_block(data: dict[str, Any], indent: str, out: list[str]) -> None:
         elif type(value) is dict and value:
             out.append(f"{indent}{k}:\n")
             _emit_block(value, indent + "  ", out)
+        elif type(value) is list and value and all(isinstance(v, str) and _SINGLE_QUOTABLE.fullmatch(v) for v in value):
+            # PyYAML writes a block sequence in a mapping at the key's own indentation.
+            out.append(f"{indent}{k}:\n")
+            out.extend(f"{indent}- !unsafe '{v.replace(chr(39), chr(39) * 2)}'\n" for v in value)
         else:
             raise _Fallback(value)
 
@@ -130,8 +134,12 @@ def _group(name: str) -> str:
 
 
 def hosts(site: Site) -> dict[str, Any]:
-    all_hosts = {
-        n.hostname: {
+    held = tenancy.holders(site)
+    taints = {t.name: [tenancy.taint(t)] for t in site.tenants}
+
+    def host(n: NodeView) -> dict[str, Any]:
+        tenant = held.get(n.hostname, [None])[0]
+        out: dict[str, Any] = {
             "ansible_host": str(n.management_ip),
             "aifactory_pool": n.pool,
             "aifactory_sku": n.sku,
@@ -140,10 +148,13 @@ def hosts(site: Site) -> dict[str, Any]:
             "aifactory_storage_ip": str(n.storage_ip),
             # Kubespray passes these to the kubelet (--node-labels) when the node joins: the
             # IPPools, rail resources and MIG manager select Nodes by them (labels.node_labels).
-            "node_labels": labels.node_labels(site, n),
+            "node_labels": labels.node_labels(site, n, tenant),
         }
-        for n in site.nodes
-    }
+        if tenant:  # Kubespray's node_taints (kubelet --register-with-taints): the tenant's alone
+            out["node_taints"] = taints[tenant]
+        return out
+
+    all_hosts = {n.hostname: host(n) for n in site.nodes}
     by_pool: dict[str, dict[str, None]] = {p.name: {} for p in site.pools}
     by_sku: dict[str, dict[str, None]] = {sku: {} for sku in sorted({p.sku for p in site.pools})}
     for n in site.nodes:

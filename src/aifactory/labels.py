@@ -28,12 +28,13 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MIG_CONFIG = "nvidia.com/mig.config"
 
 
-def node_labels(site: Site, node: NodeView) -> dict[str, str]:
+def node_labels(site: Site, node: NodeView, tenant: str | None = None) -> dict[str, str]:
     """Labels of a node, on its BareMetalHost and on its Kubernetes Node.
 
     The Node gets them from the kubelet: the inventory gives each host Kubespray's `node_labels`,
     which Kubespray passes to the kubelet as --node-labels when it joins the node. The IPPools and
-    the rail resources select nodes by SITE and SKU; MIG_CONFIG is set where the pool asks for MIG.
+    the rail resources select nodes by SITE and SKU; MIG_CONFIG is set where the pool asks for MIG;
+    TENANT where a tenant holds the node (its taint comes with it: inventory's node_taints).
     """
     fabric = site.network.fabric
     out = {
@@ -50,4 +51,6 @@ def node_labels(site: Site, node: NodeView) -> dict[str, str]:
     mig = site.pool(node.pool).mig_config
     if mig:
         out[MIG_CONFIG] = mig
+    if tenant:  # the node is the tenant's alone (tenancy.holders): its pods select it by this label
+        out[TENANT] = tenant
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import date
 from functools import cache, cached_property
 from ipaddress import IPv4Address, IPv4Network
 from types import UnionType
@@ -425,6 +426,11 @@ class Bucket(Strict):
 
 class ObjectStore(Endpoint):
     region: S3Region = Field(description="the store's region: the only location constraint it accepts")
+    encryption: Literal["none", "AES256", "aws:kms"] = Field(
+        default="none",
+        description="server-side encryption the store applies (S3 default bucket encryption); none: the store "
+        "cannot, and policy tenants.encryption says so for confidential and restricted data",
+    )
     principals: list[S3User] = Field(
         default_factory=list,
         max_length=64,
@@ -514,12 +520,75 @@ class GpuStack(Strict):
         return Version.parse(minimum) <= Version.parse(self.driver)
 
 
+# Node numbers of a pool, 1-based as its hostnames count them: "7" or "9-20".
+NodeRange = Annotated[str, AfterValidator(grammar.node_range)]
+
+
+class NodeSet(Strict):
+    """Nodes a tenant holds alone: a whole pool, some of its scalable units, or a range of its nodes."""
+
+    pool: DnsLabel = Field(description="The pool the nodes belong to")
+    scalable_units: list[DnsLabel] = Field(
+        default_factory=list, max_length=1024, description="Units of the pool (its scalable_units names); all of them"
+    )
+    nodes: NodeRange | None = Field(
+        default=None, description='Node numbers of the pool, 1-based as its hostnames: "9-20" or "7"'
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> NodeSet:
+        if self.scalable_units and self.nodes:
+            raise ValueError("name scalable_units or nodes, not both")
+        return self
+
+
+class TenantBucket(Strict):
+    """A bucket of the tenant's own; its settings follow the tenant's data classification (tenancy.py)."""
+
+    name: BucketName = Field(description="Bucket name, unique on the site's store")
+    purpose: Text = Field(description="What the tenant keeps there")
+
+
 class Tenant(Strict):
     name: DnsLabel
     display_name: Text
     gpu_quota: int = Field(ge=0, le=10_000_000)
     data_classification: DataClassification
     max_gpus_per_pod: int = Field(default=8, ge=1, le=1024)
+    nodes: list[NodeSet] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="Nodes the tenant holds alone (tainted and labelled for it); restricted and confidential "
+        "tenants must have some, other tenants share the nodes nobody holds",
+    )
+    partition: int | None = Field(
+        default=None,
+        ge=2,
+        le=0x7FFE,
+        description="The tenant's compute-fabric partition: an InfiniBand partition key (2-0x7ffe) or a RoCE "
+        "VLAN (2-4094); unset: allocated from the tenant's name (tenancy.partition)",
+    )
+    shared_fabric: bool = Field(
+        default=False,
+        description="Reach the rails through the site's shared partition instead of one of its own (public and "
+        "internal tenants only; the audit shows it)",
+    )
+    principal: S3User | None = Field(
+        default=None, description="The tenant's own object-store user; unset: the tenant's name"
+    )
+    buckets: list[TenantBucket] = Field(
+        default_factory=list,
+        max_length=256,
+        description="The tenant's buckets, granted to its principal alone; unset: one, SITE-TENANT",
+    )
+
+
+class RetiredTenant(Strict):
+    """A tenant removed from the site whose data is kept: its buckets stay declared, granted to no one."""
+
+    name: DnsLabel = Field(description="The tenant's name when it was on the site")
+    buckets: list[BucketName] = Field(min_length=1, max_length=256, description="Its buckets, kept on the store")
+    retain_until: date = Field(description="The day its data may be deleted (by hand: aifactory deletes no bucket)")
 
 
 class Kubernetes(Strict):
@@ -557,6 +626,7 @@ class Site(Strict):
     gpu_stack: GpuStack
     mirrors: Mirrors
     tenants: list[Tenant] = Field(default_factory=list, max_length=10_000)
+    retired_tenants: list[RetiredTenant] = Field(default_factory=list, max_length=10_000)
     policies: Policies = Policies()
 
     @model_validator(mode="after")
@@ -567,7 +637,7 @@ class Site(Strict):
         for label, key, names in (
             ("pool", "pools", [p.name for p in self.pools]),
             ("rack", "pools", [r.name for p in self.pools for r in p.racks]),
-            ("tenant", "tenants", [t.name for t in self.tenants]),
+            ("tenant", "tenants", [t.name for t in self.tenants] + [t.name for t in self.retired_tenants]),
             ("rail", "network.fabric.rails", [r.name for r in self.network.fabric.rails]),
             ("bucket", "storage.object_store.buckets", [b.name for b in self.storage.object_store.buckets]),
             ("storage class", "storage.classes", [c.name for c in self.storage.classes]),

@@ -67,6 +67,10 @@ NETWORK_OPERATOR_IMAGES: dict[str, dict[str, Image]] = {
         "multus": Image("ghcr.io/k8snetworkplumbingwg", "multus-cni", "v4.1.0"),
         "ipoib": Image("ghcr.io/mellanox", "ipoib-cni", "v1.2.2"),
         "nvIpam": Image("ghcr.io/mellanox", "nvidia-k8s-ipam", "v0.3.7"),
+        # Tenant partitions (tenancy.py): VFs of each rail as device-plugin resources, and the
+        # InfiniBand partition keys programmed into the subnet manager for each pod's VF.
+        "sriovDevicePlugin": Image("ghcr.io/k8snetworkplumbingwg", "sriov-network-device-plugin", "v3.9.0"),
+        "ibKubernetes": Image("ghcr.io/mellanox", "ib-kubernetes", "v1.1.1"),
     },
     "25.7.0": {
         "rdmaSharedDevicePlugin": Image(
@@ -76,6 +80,10 @@ NETWORK_OPERATOR_IMAGES: dict[str, dict[str, Image]] = {
         "multus": Image("nvcr.io/nvidia/mellanox", "multus-cni", "network-operator-v25.7.0"),
         "ipoib": Image("nvcr.io/nvidia/mellanox", "ipoib-cni", "network-operator-v25.7.0"),
         "nvIpam": Image("nvcr.io/nvidia/mellanox", "nvidia-k8s-ipam", "network-operator-v25.7.0"),
+        "sriovDevicePlugin": Image(
+            "nvcr.io/nvidia/mellanox", "sriov-network-device-plugin", "network-operator-v25.7.0"
+        ),
+        "ibKubernetes": Image("nvcr.io/nvidia/mellanox", "ib-kubernetes", "network-operator-v25.7.0"),
     },
 }
 # hack/release.yaml key of each NicClusterPolicy component above.
@@ -85,6 +93,8 @@ NETWORK_OPERATOR_RELEASE_KEYS: dict[str, str] = {
     "multus": "Multus",
     "ipoib": "Ipoib",
     "nvIpam": "nvIpam",
+    "sriovDevicePlugin": "SriovDevicePlugin",
+    "ibKubernetes": "IbKubernetes",
 }
 
 GPU_OPERATOR_VALUES = Source(
@@ -217,6 +227,12 @@ IMAGE_DIGESTS: dict[str, Digest | Unpublished] = {
     "ghcr.io/mellanox/nvidia-k8s-ipam:v0.3.7": Digest(
         "1b20b78f889339834ed74e0da621fc5da582719b2537b36d8967ddc6a04679b8", _N40
     ),
+    "ghcr.io/k8snetworkplumbingwg/sriov-network-device-plugin:v3.9.0": Digest(
+        "cabce074d10a0f1d62135e2cc5442d65b49094b95b8297fdd024a1a5f461319f", _N40
+    ),
+    "ghcr.io/mellanox/ib-kubernetes:v1.1.1": Digest(
+        "9774f774df6ede9ddf780b9193ca9d919618056e682d985e6b41e477b13c3432", _N40
+    ),
     "ghcr.io/k8snetworkplumbingwg/plugins:v1.6.2-update.1": _CNI,
     "ghcr.io/k8snetworkplumbingwg/multus-cni:v4.1.0": _CNI,
     # network operator 25.7.0
@@ -228,6 +244,12 @@ IMAGE_DIGESTS: dict[str, Digest | Unpublished] = {
     ),
     "nvcr.io/nvidia/mellanox/nvidia-k8s-ipam:network-operator-v25.7.0": Digest(
         "3f692273c1598525b9c698c9d9cd463e5ddc55b638c6c031639f38786fc67475", _N70
+    ),
+    "nvcr.io/nvidia/mellanox/sriov-network-device-plugin:network-operator-v25.7.0": Digest(
+        "7508a160f3f124e0b78d2b4d5a52deca6b9f56e226fee957c4d156e425eb101a", _N70
+    ),
+    "nvcr.io/nvidia/mellanox/ib-kubernetes:network-operator-v25.7.0": Digest(
+        "1fa251979b5f5201af50bc7aa6936829103d742f42bfbf752f20852f5fe44dfb", _N70
     ),
     "nvcr.io/nvidia/mellanox/plugins:network-operator-v25.7.0": _CNI,
     "nvcr.io/nvidia/mellanox/multus-cni:network-operator-v25.7.0": _CNI,
@@ -247,6 +269,8 @@ NETWORK_OPERATOR_BUNDLE_NAMES: dict[str, str] = {
     "rdmaSharedDevicePlugin": "rdma-shared-device-plugin",
     "ipoib": "ipoib-cni",
     "nvIpam": "nv-ipam",
+    "sriovDevicePlugin": "sriov-network-device-plugin",
+    "ibKubernetes": "ib-kubernetes",
 }
 
 

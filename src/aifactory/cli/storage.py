@@ -29,9 +29,11 @@ def _site(args: argparse.Namespace) -> tuple[Path, Any, Any]:
 def apply_store(stack: Any, client: Any) -> bool:
     """Create and converge the declared buckets, one line each; whether all are as declared."""
     from ..storage import site
+    from ..storage.spec import site_specs
 
     store = stack.site.storage.object_store
-    print(f"storage apply {stack.site.code}: {len(store.buckets)} bucket(s) at {store.url} (region {store.region})")
+    count = len(site_specs(stack.site))
+    print(f"storage apply {stack.site.code}: {count} bucket(s) at {store.url} (region {store.region})")
     results = site.apply(stack, client)
     failed = [r.bucket for r in results if r.error]
     extra = site.extra_buckets(stack, client) if not failed else []

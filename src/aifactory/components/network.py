@@ -12,9 +12,9 @@ import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 
-from .. import catalog, labels
+from .. import catalog, labels, tenancy
 from ..catalog import supply
-from ..model import Rail, Site
+from ..model import Rail, Site, Tenant
 
 
 @dataclass(frozen=True)
@@ -62,11 +62,82 @@ def nic_cluster_policy_spec(site: Site) -> dict[str, Any]:
     secondary: dict[str, Any] = {"cniPlugins": image(site, "cniPlugins"), "multus": image(site, "multus")}
     if fabric.type == "infiniband":
         secondary["ipoib"] = image(site, "ipoib")
-    return {
+    spec: dict[str, Any] = {
         "rdmaSharedDevicePlugin": {**image(site, "rdmaSharedDevicePlugin"), "config": json.dumps(rdma_config)},
         "secondaryNetwork": secondary,
         "nvIpam": {**image(site, "nvIpam"), "enableWebhook": False},
     }
+    if partitioned(site):
+        # A tenant's pod takes a VF of each rail (one resource per rail, sriov-network-device-plugin
+        # config format: resourceList with pfNames selectors) so its traffic carries its own
+        # partition key or VLAN; the shared device plugin above stays for shared-fabric tenants.
+        vfs = {
+            "resourceList": [
+                {
+                    "resourcePrefix": VF_PREFIX,
+                    "resourceName": vf_resource_name(rail),
+                    "selectors": {"vendors": [MELLANOX_VENDOR], "pfNames": names, "isRdma": True},
+                }
+                for rail, names in netdevs
+                if names
+            ]
+        }
+        spec["sriovDevicePlugin"] = {**image(site, "sriovDevicePlugin"), "config": json.dumps(vfs)}
+        if fabric.type == "infiniband":
+            # ib-kubernetes adds each VF's GUID to its pod's partition key through the subnet manager
+            # (UFM); the Secret with UFM's address and credentials is the site's (policy tenants.partition).
+            # The GUID pool ib-kubernetes hands VFs from: its README's defaults (GUID_POOL_RANGE_START/END,
+            # Mellanox/ib-kubernetes at v1.1.1), which the CRD requires to be spelled out.
+            ufm = {
+                "periodicUpdateSeconds": 5,
+                "ufmSecret": UFM_SECRET_NAME,
+                "pKeyGUIDPoolRangeStart": "02:00:00:00:00:00:00:00",
+                "pKeyGUIDPoolRangeEnd": "02:FF:FF:FF:FF:FF:FF:FF",
+            }
+            spec["ibKubernetes"] = {**image(site, "ibKubernetes"), **ufm}
+    return spec
+
+
+# PCI vendor id of NVIDIA (Mellanox) network adapters, as sriov-network-device-plugin selects them.
+MELLANOX_VENDOR = "15b3"
+VF_PREFIX = "nvidia.com"
+UFM_SECRET_NAME = "aifactory-ufm"  # noqa: S105 - a Secret's name: its content is the site's, never here
+
+
+def vf_resource_name(rail: Rail) -> str:
+    return f"{rail.name.replace('-', '_')}_vf"
+
+
+def partitioned(site: Site) -> bool:
+    """Whether any tenant reaches the rails through a partition of its own (tenancy.partition)."""
+    return any(tenancy.partition(site, t) is not None for t in site.tenants)
+
+
+def tenant_attachment(site: Site, tenant: Tenant, rail: Rail, master: str) -> tuple[str, dict[str, Any]]:
+    """A tenant's attachment to one rail: the resource its pods request, and the CNI config.
+
+    Its own partition: a VF with the tenant's InfiniBand partition key (ib-sriov-cni: pkey,
+    ibKubernetesEnabled, rdmaIsolation) or RoCE VLAN (sriov-cni: vlan). Shared: the rail's shared
+    attachment, in the tenant's namespace (IPoIB or macvlan over the PF, the site's default partition).
+    Key names are checked against each CNI's NetConf at its pinned tag (tests/fixtures/cni).
+    """
+    part = tenancy.partition(site, tenant)
+    ipam = {"type": "nv-ipam", "poolName": rail.name}
+    name = f"{tenant.name}-{rail.name}"
+    if part is None:
+        shared = attachment_config(site, rail, master)
+        return f"rdma/{rail_resource_name(rail)}", {**shared, "name": name}
+    if site.network.fabric.type == "infiniband":
+        plugin: dict[str, Any] = {
+            "type": "ib-sriov",
+            "pkey": tenancy.pkey_text(part),
+            "link_state": "enable",
+            "rdmaIsolation": True,
+            "ibKubernetesEnabled": True,
+        }
+    else:
+        plugin = {"type": "sriov", "vlan": part, "link_state": "enable", "spoofchk": "on", "trust": "off"}
+    return f"{VF_PREFIX}/{vf_resource_name(rail)}", {"cniVersion": "0.3.1", "name": name, **plugin, "ipam": ipam}
 
 
 def nic_components(site: Site) -> list[str]:
@@ -166,6 +237,24 @@ class SiteNetwork(pulumi.ComponentResource):
         for tenant in site.tenants:
             ns = tenant.name
             in_ns = pulumi.ResourceOptions(parent=self, depends_on=[args.tenant_namespaces[tenant.name]])
+            for i, rail in enumerate(site.network.fabric.rails):
+                masters = rail_netdevs(site, i)
+                if len(masters) != 1:
+                    continue
+                resource, config = tenant_attachment(site, tenant, rail, masters[0])
+                CustomResource(
+                    f"{ns}-nad-{rail.name}",
+                    api_version="k8s.cni.cncf.io/v1",
+                    kind="NetworkAttachmentDefinition",
+                    metadata={
+                        "name": rail.name,
+                        "namespace": ns,
+                        "annotations": {"k8s.v1.cni.cncf.io/resourceName": resource},
+                        "labels": {labels.SITE: site.code, labels.FABRIC: site.network.fabric.type, labels.TENANT: ns},
+                    },
+                    spec={"config": json.dumps(config, sort_keys=True)},
+                    opts=in_ns,
+                )
             NetworkPolicy(
                 f"{ns}-default-deny",
                 metadata={"name": "default-deny", "namespace": ns},

@@ -16,7 +16,7 @@ import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
 from pulumi_kubernetes.core.v1 import Namespace, Secret
 
-from .. import labels
+from .. import labels, tenancy
 from ..model import NodeView, Site
 
 
@@ -31,8 +31,8 @@ class NodesArgs:
     verify_bmc_tls: bool = True
 
 
-def node_labels(site: Site, node: NodeView) -> dict[str, str]:
-    return {**labels.node_labels(site, node), labels.MANAGED_BY: "aifactory"}
+def node_labels(site: Site, node: NodeView, tenant: str | None = None) -> dict[str, str]:
+    return {**labels.node_labels(site, node, tenant), labels.MANAGED_BY: "aifactory"}
 
 
 def bmc_secret_name(site: Site, pool: str) -> str:
@@ -76,13 +76,19 @@ class DgxNodes(pulumi.ComponentResource):
                 opts=after_ns,
             )
         self.hosts: list[CustomResource] = []
+        held = tenancy.holders(site)
         for node in site.nodes:
+            tenant = held.get(node.hostname, [None])[0]
             self.hosts.append(
                 CustomResource(
                     node.hostname,
                     api_version="metal3.io/v1alpha1",
                     kind="BareMetalHost",
-                    metadata={"name": node.hostname, "namespace": args.namespace, "labels": node_labels(site, node)},
+                    metadata={
+                        "name": node.hostname,
+                        "namespace": args.namespace,
+                        "labels": node_labels(site, node, tenant),
+                    },
                     spec={
                         "online": True,
                         "bootMode": "UEFI",

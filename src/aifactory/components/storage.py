@@ -11,7 +11,7 @@ from pulumi_kubernetes.storage.v1 import StorageClass
 from .. import labels
 from ..model import Site
 from ..storage.provider import S3Bucket
-from ..storage.spec import site_specs
+from ..storage.spec import TAG_TENANT, site_specs
 
 
 class ObjectBucket(pulumi.ComponentResource):
@@ -24,10 +24,17 @@ class ObjectBucket(pulumi.ComponentResource):
 
     def __init__(self, name: str, spec: dict[str, Any], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aifactory:storage:Bucket", name, spec, opts)
-        created = S3Bucket(name, spec, pulumi.ResourceOptions(parent=self))
+        created = S3Bucket(name, spec, bucket_options(self, spec))
         self.bucket = created.bucket
         self.url = pulumi.Output.from_input(f"{spec['endpoint'].rstrip('/')}/{spec['bucket']}")
         self.register_outputs({"bucket": self.bucket, "url": self.url})
+
+
+def bucket_options(parent: pulumi.Resource, spec: dict[str, Any]) -> pulumi.ResourceOptions:
+    """A tenant's bucket is retained when it leaves the program (its tenant removed): Pulumi's
+    retainOnDelete, kept in the state, so `pulumi up` never asks the provider to delete a tenant's
+    data; the site declares its retention in retired_tenants and deletes it by hand after."""
+    return pulumi.ResourceOptions(parent=parent, retain_on_delete=TAG_TENANT in spec["tags"])
 
 
 @dataclass(frozen=True)

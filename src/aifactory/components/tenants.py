@@ -45,6 +45,48 @@ def _containers(check: str) -> str:
     return " && ".join(f"(!has(object.spec.{k}) || object.spec.{k}.all(c, {check}))" for k in kinds)
 
 
+# Labels and annotations the isolation rules read (set by this program, never by a tenant: a tenant
+# may not write Namespaces).
+DEDICATED_NODES = f"{labels.PREFIX}/dedicated-nodes"
+NETWORKS = "k8s.v1.cni.cncf.io/networks"  # Multus: the attachments a pod asks for, "name" or "ns/name"
+
+
+def isolation_validations() -> list[dict[str, str]]:
+    """Rules that keep each tenant's pods on its side: its nodes, its attachments, nobody else's.
+
+    A tenant holding nodes (Namespace label DEDICATED_NODES) must select them by the tenant label
+    and may tolerate their taint; no tenant may tolerate another's taint, tolerate every taint, pin
+    a node by name (the scheduler, and so every taint, is bypassed), or attach to a network outside
+    its namespace (its own attachments carry its fabric partition).
+    """
+    key, ns = labels.TENANT, "namespaceObject.metadata.name"
+    dedicated = f"has(namespaceObject.metadata.labels) && '{DEDICATED_NODES}' in namespaceObject.metadata.labels"
+    return [
+        {
+            "expression": f"!({dedicated}) || (has(object.spec.nodeSelector) && '{key}' in object.spec.nodeSelector"
+            f" && object.spec.nodeSelector['{key}'] == {ns})",
+            "message": f"this tenant's pods run on its own nodes: set nodeSelector {key}: <the namespace>",
+        },
+        {
+            "expression": "!has(object.spec.tolerations) || object.spec.tolerations.all(t, "
+            f"(has(t.key) && t.key != '') ? (t.key != '{key}' || ((!has(t.operator) || t.operator == 'Equal')"
+            f" && has(t.value) && t.value == {ns})) : !(has(t.operator) && t.operator == 'Exists'))",
+            "message": "a tenant's pods may tolerate only its own nodes' taint, and never every taint",
+        },
+        {
+            "expression": "request.operation != 'CREATE' || !has(object.spec.nodeName) || object.spec.nodeName == ''",
+            "message": "tenant pods may not name a node (spec.nodeName skips the scheduler and every taint)",
+        },
+        {
+            "expression": f"!has(object.metadata.annotations) || !('{NETWORKS}' in object.metadata.annotations) || ("
+            f"!object.metadata.annotations['{NETWORKS}'].trim().startsWith('[') && "
+            f"object.metadata.annotations['{NETWORKS}'].split(',').all(n, !n.trim().contains('/')"
+            f" || n.trim().startsWith({ns} + '/')))",
+            "message": "a tenant's pods attach only to its own namespace's networks (its fabric partition)",
+        },
+    ]
+
+
 def admission_validations() -> list[dict[str, str]]:
     allowed = ", ".join(f"'{c}'" for c in (*BASELINE_CAPABILITIES, *RDMA_CAPABILITIES))
     return [
@@ -76,6 +118,7 @@ def admission_validations() -> list[dict[str, str]]:
             ),
             "message": "tenant containers may add only Pod Security baseline's capabilities and IPC_LOCK (RDMA)",
         },
+        *isolation_validations(),
     ]
 
 
@@ -104,6 +147,7 @@ class SiteTenants(pulumi.ComponentResource):
                         "pod-security.kubernetes.io/warn": "baseline",
                         "pod-security.kubernetes.io/audit": "baseline",
                         labels.MANAGED_BY: "aifactory",
+                        **({DEDICATED_NODES: "true"} if tenant.nodes else {}),
                     },
                     "annotations": {"aifactory.io/display-name": tenant.display_name},
                 },

@@ -35,6 +35,9 @@ class Live:
     policy: str | None = None
     lifecycle: list[dict[str, Any]] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    # S3 default bucket encryption (SSEAlgorithm), read only where a spec asks for it: a store that
+    # cannot encrypt may not answer the call at all.
+    encryption: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +112,7 @@ def _optional(what: str, fn: Callable[[], Any], *missing: str) -> Any:
         raise translate(what, exc) from None
 
 
-def read(s3: Any, name: str, where: str) -> Live:
+def read(s3: Any, name: str, where: str, encryption: bool = False) -> Live:
     """The live state of one bucket. ``where`` prefixes every error (``site lab, bucket lab-evidence``)."""
     try:
         s3.head_bucket(Bucket=name)
@@ -139,6 +142,15 @@ def read(s3: Any, name: str, where: str) -> Live:
         "NoSuchLifecycleConfiguration",
     )
     tagging = _optional(f"{where}: read tags", lambda: s3.get_bucket_tagging(Bucket=name), "NoSuchTagSet")
+    sse = None
+    if encryption:
+        enc = _optional(
+            f"{where}: read encryption",
+            lambda: s3.get_bucket_encryption(Bucket=name),
+            "ServerSideEncryptionConfigurationNotFoundError",
+        )
+        rules = (enc or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+        sse = rules[0].get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") if rules else None
     return Live(
         bucket=name,
         exists=True,
@@ -154,6 +166,7 @@ def read(s3: Any, name: str, where: str) -> Live:
         policy=(pol or {}).get("Policy"),
         lifecycle=_lifecycle_from_s3((lc or {}).get("Rules", [])),
         tags={t["Key"]: t["Value"] for t in (tagging or {}).get("TagSet", [])},
+        encryption=sse,
     )
 
 
@@ -181,6 +194,8 @@ def drift(spec: dict[str, Any], live: Live) -> list[Drift]:
         out.append(Drift(name, "lifecycle", spec["lifecycle"], live.lifecycle))
     if spec["tags"] != live.tags:
         out.append(Drift(name, "tags", spec["tags"], live.tags))
+    if spec.get("encryption") and spec["encryption"] != live.encryption:
+        out.append(Drift(name, "encryption", spec["encryption"], live.encryption))
     return out
 
 
@@ -191,7 +206,8 @@ def converge(s3: Any, spec: dict[str, Any], where: str, say: Say = lambda _m: No
     region, or object lock asked of a bucket created without it.
     """
     name = spec["bucket"]
-    live = read(s3, name, where)
+    sse = bool(spec.get("encryption"))
+    live = read(s3, name, where, sse)
     done: list[str] = []
     lock = spec["objectLock"]
     if not live.exists:
@@ -211,7 +227,7 @@ def converge(s3: Any, spec: dict[str, Any], where: str, say: Say = lambda _m: No
         except BotoCoreError as exc:
             raise translate(f"{where}: create", exc) from None
         done.append("created")
-        live = read(s3, name, where)
+        live = read(s3, name, where, sse)
     found = drift(spec, live)
     problems = [d for d in found if not d.repairable]
     if problems:
@@ -266,6 +282,14 @@ def _repair(s3: Any, spec: dict[str, Any], what: str, where: str) -> None:
     elif what == "tags":
         tagset = [{"Key": k, "Value": v} for k, v in sorted(spec["tags"].items())]
         call(f"{where}: set tags", s3.put_bucket_tagging, Bucket=name, Tagging={"TagSet": tagset})
+    elif what == "encryption":
+        rule = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": spec["encryption"]}}
+        call(
+            f"{where}: set encryption",
+            s3.put_bucket_encryption,
+            Bucket=name,
+            ServerSideEncryptionConfiguration={"Rules": [rule]},
+        )
     else:  # pragma: no cover - drift() names only the fields above
         raise AssertionError(what)
 

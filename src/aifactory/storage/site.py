@@ -102,7 +102,7 @@ class CheckReport:
 
 def extra_buckets(stack: Stack, client: Any) -> list[str]:
     """Buckets the store's account owns that the stack does not declare."""
-    declared = {b.name for b in stack.site.storage.object_store.buckets}
+    declared = {s["bucket"] for s in spec.site_specs(stack.site)}  # the site's, its tenants' and retired ones
     return [b for b in buckets.owned_buckets(client, f"site {stack.site.code}") if b not in declared]
 
 

@@ -12,7 +12,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import labels
+from .. import labels, tenancy
 from ..model import Bucket, ObjectStore, Site
 
 # Bucket tags: S3 allows letters, digits, spaces and + - = . _ : / @ in keys and values.
@@ -21,9 +21,23 @@ TAG_JURISDICTION = labels.JURISDICTION
 TAG_CLASSIFICATION = labels.CLASSIFICATION
 TAG_ROLE = f"{labels.PREFIX}/bucket-role"
 TAG_MANAGED_BY = labels.MANAGED_BY
+TAG_TENANT = labels.TENANT
 
 # What the site's own principals may do; the owner (the credentials the stack holds) has the rest.
 _PRINCIPAL_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation")
+# What a tenant's principal may do in its own buckets, and nobody else but the owner: its data,
+# read, written, deleted and listed; never the bucket's policy, lock, versioning or the bucket itself.
+TENANT_ACTIONS = (
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:ListBucketMultipartUploads",
+    "s3:AbortMultipartUpload",
+    "s3:GetBucketLocation",
+)
 # The evidence store keeps everything: no principal, the owner included, may delete an object, a
 # version or the bucket (object lock also refuses them for the retention period; this holds after it).
 _EVIDENCE_DENY = ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:DeleteBucket")
@@ -33,8 +47,18 @@ def endpoint_is_tls(store: ObjectStore) -> bool:
     return urlsplit(store.url).scheme == "https"
 
 
-def policy(store: ObjectStore, bucket: Bucket) -> dict[str, Any] | None:
-    """The bucket policy, or None when the bucket needs none (private to its owner by ACL)."""
+def principal_arn(user: str) -> str:
+    """A store user as bucket policies name it (Ceph RGW: arn:aws:iam:::user/NAME; field notes)."""
+    return f"arn:aws:iam:::user/{user}"
+
+
+def policy(store: ObjectStore, bucket: Bucket, tenant: str | None = None) -> dict[str, Any] | None:
+    """The bucket policy, or None when the bucket needs none (private to its owner by ACL).
+
+    A tenant's bucket grants its principal alone: the site's principals get nothing there, and any
+    other store user is refused by the store itself (an S3 bucket is its owner's unless a policy
+    grants more).
+    """
     arn = f"arn:aws:s3:::{bucket.name}"
     resources = [arn, f"{arn}/*"]
     statements: list[dict[str, Any]] = []
@@ -51,7 +75,17 @@ def policy(store: ObjectStore, bucket: Bucket) -> dict[str, Any] | None:
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             }
         )
-    if store.principals:
+    if tenant is not None:
+        statements.append(
+            {
+                "Sid": "TenantOnly",
+                "Effect": "Allow",
+                "Principal": {"AWS": [principal_arn(tenant)]},
+                "Action": list(TENANT_ACTIONS),
+                "Resource": resources,
+            }
+        )
+    elif store.principals:
         statements.append(
             {
                 "Sid": "SitePrincipals",
@@ -99,9 +133,11 @@ def tags(site: Site, bucket: Bucket) -> dict[str, str]:
     }
 
 
-def bucket_spec(site: Site, bucket: Bucket) -> dict[str, Any]:
+def bucket_spec(site: Site, bucket: Bucket, tenant: str | None = None, owner: str | None = None) -> dict[str, Any]:
+    """One bucket's spec; ``tenant`` is the principal it is granted to alone, ``owner`` the tenant it belongs to."""
     store = site.storage.object_store
-    doc = policy(store, bucket)
+    doc = policy(store, bucket, tenant)
+    sse = store.encryption if store.encryption != "none" and bucket.classification in tenancy.ENCRYPTED else None
     return {
         "bucket": bucket.name,
         "site": site.code,
@@ -114,9 +150,16 @@ def bucket_spec(site: Site, bucket: Bucket) -> dict[str, Any]:
         # Serialised here, once, in a stable form: what RGW stores and returns is compared as JSON.
         "policy": json.dumps(doc, sort_keys=True) if doc else None,
         "lifecycle": lifecycle(bucket),
-        "tags": tags(site, bucket),
+        "tags": {**tags(site, bucket), **({TAG_TENANT: owner} if owner else {})},
+        # Only where the store encrypts: a spec without the key reads and converges as before.
+        **({"encryption": sse} if sse else {}),
     }
 
 
 def site_specs(site: Site) -> list[dict[str, Any]]:
-    return [bucket_spec(site, b) for b in site.storage.object_store.buckets]
+    """The site's buckets, each tenant's (granted to its principal alone), and retired tenants' (to no one)."""
+    out = [bucket_spec(site, b) for b in site.storage.object_store.buckets]
+    for t in site.tenants:
+        out += [bucket_spec(site, b, tenancy.principal(t), t.name) for b in tenancy.buckets(site, t)]
+    out += [bucket_spec(site, b, None, name) for name, b in tenancy.retired_buckets(site)]
+    return out

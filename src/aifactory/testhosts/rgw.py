@@ -40,6 +40,8 @@ PACKAGES = ("ceph-mon", "ceph-osd", "radosgw", "ceph-common")
 _PROGRAMS = ("monmaptool", "ceph-mon", "ceph-osd", "ceph", "radosgw", "radosgw-admin")
 _NAME = "client.rgw.af"
 _STATE = "gateway.json"
+_TRANSIENT = "problem getting command descriptions from mon"
+_TRANSIENT_TRIES = 20
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,22 @@ class _Cluster:
         self.conf = str(directory / "ceph.conf")
 
     def run(self, *argv: str, timeout: float = 60) -> str:
-        try:
-            done = subprocess.run(
-                [*argv[:1], "-c", self.conf, *argv[1:]], capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise OperationError(f"RGW harness: `{' '.join(argv[:3])}` did not answer in {timeout:.0f} s") from None
+        # On a loaded machine a freshly started monitor answers its first commands with EPERM "problem
+        # getting command descriptions from mon" for a few seconds (seen at a load of 13 on 2 cores).
+        for attempt in range(_TRANSIENT_TRIES):
+            try:
+                done = subprocess.run(
+                    [*argv[:1], "-c", self.conf, *argv[1:]],
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise OperationError(f"RGW harness: `{' '.join(argv[:3])}` did not answer in {timeout:.0f} s") from None
+            if done.returncode == 0 or _TRANSIENT not in done.stderr or attempt == _TRANSIENT_TRIES - 1:
+                break
+            time.sleep(1.0)
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit {done.returncode}"]
             raise OperationError(f"RGW harness: `{' '.join(argv[:3])}` failed: {tail[0]}")
