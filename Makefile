@@ -8,7 +8,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 SETUP   := $(VENV)/.setup-done
-APT_PKGS := mmdebstrap systemd-container apt-cacher-ng iproute2 openssh-client ceph-mon ceph-osd radosgw ceph-common
+APT_PKGS := mmdebstrap systemd-container apt-cacher-ng iproute2 openssh-client ceph-mon ceph-osd radosgw ceph-common qemu-user-static binfmt-support arch-test
 
 .PHONY: lab test setup engines lint bench clean
 

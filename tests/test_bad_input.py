@@ -101,7 +101,7 @@ def test_missing_stack(workdir, cli):
     code, out, err = cli("plan", "atlantis", root=workdir)
     assert code == 2
     assert err.strip() == (
-        "error: stacks/Pulumi.atlantis.yaml: no stack 'atlantis' (stacks here: eg, ke, lab, ma, ng, za)"
+        "error: stacks/Pulumi.atlantis.yaml: no stack 'atlantis' (stacks here: de, eg, ke, lab, ma, ng, za)"
     )
 
 

@@ -124,8 +124,8 @@ def test_dcgm_exporter_does_not_need_the_prometheus_operator():
 def test_fabric_manager_packages_are_named_as_nvidias_repository_names_them():
     za = load_stack(ROOT, "za").site  # R580
     ng = load_stack(ROOT, "ng").site  # R570
-    r580 = expectations(ROOT, za, za.nodes[0]).driver_packages["ubuntu"]
-    r570 = expectations(ROOT, ng, ng.nodes[0]).driver_packages["ubuntu"]
+    r580 = expectations(ROOT, za, za.nodes[0]).driver_packages["ubuntu/x86_64"]
+    r570 = expectations(ROOT, ng, ng.nodes[0]).driver_packages["ubuntu/x86_64"]
     assert {"nvidia-fabricmanager", "libnvidia-nscq"} <= set(r580)
     assert not any(p.startswith("nvidia-fabricmanager-") for p in r580)
     assert {"nvidia-fabricmanager-570", "libnvidia-nscq-570"} <= set(r570)
@@ -133,10 +133,10 @@ def test_fabric_manager_packages_are_named_as_nvidias_repository_names_them():
 
 def test_b200_nodes_get_the_nvlink5_stack_and_need_570_133_20():
     eg = load_stack(ROOT, "eg")
-    pkgs = expectations(ROOT, eg.site, eg.site.nodes[0]).driver_packages["ubuntu"]
+    pkgs = expectations(ROOT, eg.site, eg.site.nodes[0]).driver_packages["ubuntu/x86_64"]
     assert {"nvlsm", "libnvsdm", "infiniband-diags"} <= set(pkgs)
     za = load_stack(ROOT, "za").site
-    assert "nvlsm" not in expectations(ROOT, za, za.nodes[0]).driver_packages["ubuntu"]
+    assert "nvlsm" not in expectations(ROOT, za, za.nodes[0]).driver_packages["ubuntu/x86_64"]
     ma = load_stack(ROOT, "ma")
     old = ma.site.model_copy(
         update={"gpu_stack": ma.site.gpu_stack.model_copy(update={"driver": "570.124.06", "cuda": "12.8"})}

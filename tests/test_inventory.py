@@ -15,7 +15,9 @@ def test_inventory_groups_and_vars_come_from_the_site():
     hosts = inventory.hosts(stack.site)["all"]
     assert sorted(hosts["hosts"]) == sorted(n.hostname for n in stack.site.nodes)
     children = hosts["children"]
-    assert set(children["gpu_nodes"]["children"]) == {"pool_h100a", "pool_b200a"}
+    assert set(children["gpu_nodes"]["children"]) == {"pool_h100a", "pool_b200a", "pool_gb200a"}
+    # One group per GB200 rack: its group_vars hold the rack's IMEX domain.
+    assert {k for k in children if k.startswith("rack_")} == {"rack_gb200_r01", "rack_gb200_r02"}
     assert set(children["sku_dgx_b200"]["hosts"]) == {n.hostname for n in stack.site.nodes if n.sku == "dgx-b200"}
     node = stack.site.nodes[0]
     assert hosts["hosts"][node.hostname]["ansible_host"] == str(node.management_ip)

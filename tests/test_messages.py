@@ -105,7 +105,7 @@ def test_each_warning_is_printed_once_per_command_in_one_format(cli):
     code, out, _ = cli("validate")
     assert code == 0
     eol = [line for line in out.splitlines() if "[compat.operator-eol]" in line]
-    assert len(eol) == 1 and "6 stacks: " in eol[0], eol
+    assert len(eol) == 1 and "7 stacks: " in eol[0], eol
     assert _EOL.match(eol[0].replace("…", "25.10.x")), eol
     # The same warning from the gate of another command, in the same format.
     code, _, err = cli("plan", "lab")

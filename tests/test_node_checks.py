@@ -79,8 +79,8 @@ def h100():
     return expectations(ROOT, za, za.nodes[0])
 
 
-def facts_from(xml: str) -> Facts:
-    return Facts("ubuntu", "22.04", "5.15.0-1", "", True, parse_nvidia_smi_xml(xml), "")
+def facts_from(xml: str, machine: str = "x86_64") -> Facts:
+    return Facts("ubuntu", "22.04", "5.15.0-1", machine, "", True, parse_nvidia_smi_xml(xml), "")
 
 
 # A real 8-GPU H100 all-reduce (NVIDIA/nccl-tests#290): its largest size reaches Azure's 460 GB/s.
@@ -205,3 +205,93 @@ def test_the_gpu_checks_judge_the_real_capture(h100):
     laptop = replace(h100, driver="575.51.02", sku=replace(h100.sku, gpu_count=1, gpu_product_prefix="NVIDIA GeForce"))
     suite.test_gpu_count_and_model(laptop, facts)
     suite.test_gpu_driver_version(laptop, facts)
+
+
+# -- rack-scale trays (GB200): IMEX, the NVLink clique, the all-reduce figure ---------------------------
+
+
+@pytest.fixture(scope="module")
+def tray():
+    """The expectations of a GB200 tray of ma's rack gb200-r01 (the DRA driver runs IMEX there)."""
+    ma = load_stack(ROOT, "ma").site
+    return expectations(ROOT, ma, next(n for n in ma.nodes if n.sku == "gb200-nvl72"))
+
+
+CLIQUE = "<cliqueId>N/A</cliqueId>\n      <clusterUuid>N/A</clusterUuid>"
+
+
+def _clique_xml(clique: str, cluster: str) -> str:
+    xml = capture("nvidia-smi-q-x.rtx4070-laptop.575.51.02.xml")
+    assert CLIQUE in xml
+    return xml.replace(CLIQUE, f"<cliqueId>{clique}</cliqueId>\n      <clusterUuid>{cluster}</clusterUuid>")
+
+
+def test_the_clique_is_read_and_recorded_for_the_rack_check(tray):
+    recorded: dict[str, str] = {}
+    facts = facts_from(_clique_xml("32766", "6f0e4d12-8b0a-4c8e-a1b2-3c4d5e6f7a8b"), "aarch64")
+    suite.test_nvlink_clique(tray, facts, recorded.__setitem__)
+    assert recorded == {"clique": "6f0e4d12-8b0a-4c8e-a1b2-3c4d5e6f7a8b.32766"}
+
+
+def test_a_tray_off_the_fabric_has_no_clique_and_fails(tray):
+    with pytest.raises(AssertionError, match=r"GPUs without an NVLink fabric clique: \[0\]"):
+        suite.test_nvlink_clique(tray, facts_from(capture("nvidia-smi-q-x.rtx4070-laptop.575.51.02.xml")), print)
+
+
+def test_the_runner_fails_a_tray_on_another_clique_than_its_rack():
+    ma = load_stack(ROOT, "ma").site
+    trays = [n for n in ma.nodes if n.nvlink_domain == "gb200-r01"][:3]
+    results = [runner.NodeResult(n, properties={"clique": "u.1"}) for n in trays]
+    results[2].properties["clique"] = "u.2"
+    runner.across_racks(results)
+    got = [r.checks[runner.CLIQUE_CHECK].status for r in results]
+    assert got == [runner.PASS, runner.PASS, runner.FAIL]
+    assert "rest of rack gb200-r01 on u.1" in results[2].checks[runner.CLIQUE_CHECK].message
+
+
+def test_host_run_imex_must_answer_ready(tray):
+    host_run = replace(tray, imex_daemon="host")
+    facts = facts_from(capture("nvidia-smi-q-x.rtx4070-laptop.575.51.02.xml"), "aarch64")
+    suite.test_imex_domain_ready(StubHost({"nvidia-imex-ctl -q": "READY\n"}), host_run, facts)
+    with pytest.raises(AssertionError, match="nvidia-imex-ctl -q: UNAVAILABLE"):
+        suite.test_imex_domain_ready(StubHost({"nvidia-imex-ctl -q": "UNAVAILABLE\n"}), host_run, facts)
+    with pytest.raises(pytest.skip.Exception, match="the DRA driver runs IMEX per ComputeDomain"):
+        suite.test_imex_domain_ready(StubHost({}), tray, facts)
+
+
+class _FileText:
+    def __init__(self, text: str) -> None:
+        self.exists, self.content_string = True, text
+
+
+def test_the_imex_channel_device_must_be_registered(tray):
+    facts = facts_from(capture("nvidia-smi-q-x.rtx4070-laptop.575.51.02.xml"), "aarch64")
+    host = StubHost({})
+    host.file = lambda path: _FileText("195 nvidia\n234 nvidia-caps-imex-channels\n")  # type: ignore[method-assign]
+    suite.test_imex_channels(host, tray, facts)
+    host.file = lambda path: _FileText("195 nvidia\n")  # type: ignore[method-assign]
+    with pytest.raises(AssertionError, match="registers no nvidia-caps-imex-channels"):
+        suite.test_imex_channels(host, tray, facts)
+
+
+def test_a_tray_is_never_held_to_the_racks_all_reduce_figure(tray):
+    facts = facts_from(capture("nvidia-smi-q-x.rtx4070-laptop.575.51.02.xml"), "aarch64")
+    with pytest.raises(pytest.skip.Exception, match=r"a whole rack's \(839 GB/s"):
+        suite.test_all_reduce_bandwidth(StubHost({}), tray, facts)
+
+
+def test_the_pci_topology_check_compares_the_nodes_tree_with_the_pool(h100):
+    """On an H100 the pool's ports are NVIDIA's table; a node reporting other names fails, naming both."""
+    import json
+
+    gpus = [{"pci": f"0000:{0x10 * (g + 1):02x}:00.0", "path": ["pci0000:00", f"sw{g}", f"g{g}"]} for g in range(8)]
+    nics = [
+        {"pci": pci, "path": ["pci0000:00", f"sw{g}", f"n{g}"], "netdev": [netdev], "rdma": [rdma]}
+        for g, (_, pci, rdma, netdev) in enumerate(h100.topology)
+    ]
+    good = StubHost({"python3 -c": json.dumps({"gpus": gpus, "nics": nics})})
+    suite.test_pci_topology_matches_the_pool(good, h100)
+    nics[3]["rdma"], nics[4]["rdma"] = ["mlx5_6"], ["mlx5_5"]
+    bad = StubHost({"python3 -c": json.dumps({"gpus": gpus, "nics": nics})})
+    with pytest.raises(AssertionError, match=r"rail 3: this node reports GPU 0000:40:00.0 beside mlx5_6/ibp94s0"):
+        suite.test_pci_topology_matches_the_pool(bad, h100)

@@ -19,8 +19,8 @@ QUOTA = "kubernetes:core/v1:ResourceQuota"
 SECRET_T = "kubernetes:core/v1:Secret"
 
 
-def test_six_sites_are_declared():
-    assert set(SITES) == {"za", "ng", "ke", "eg", "ma", "lab"}
+def test_seven_sites_are_declared():
+    assert set(SITES) == {"za", "ng", "ke", "eg", "ma", "de", "lab"}
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -49,9 +49,11 @@ def test_one_baremetalhost_per_declared_node(site):
 @pytest.mark.parametrize("site", COUNTRY_SITES)
 def test_gpu_operator_release_is_pinned_and_derived(site):
     stack = load_stack(ROOT, site)
-    (release,) = plan_of(site).of_type(RELEASE)
+    (release,) = [r for r in plan_of(site).of_type(RELEASE) if r.inputs["chart"] == "gpu-operator"]
     inputs = release.inputs
-    assert inputs["chart"] == "gpu-operator"
+    # The DRA driver is the only other release, on sites that declare it (tests/test_blackwell.py).
+    others = {r.inputs["chart"] for r in plan_of(site).of_type(RELEASE)} - {"gpu-operator"}
+    assert others == ({"nvidia-dra-driver-gpu"} if stack.site.gpu_stack.dra_driver else set())
     assert inputs["version"] == stack.site.gpu_stack.gpu_operator
     assert inputs["repositoryOpts"]["repo"] == stack.site.mirrors.charts.url
     values = inputs["values"]
@@ -148,7 +150,8 @@ def test_no_secret_value_in_plan_output(site, cli):
 
 
 # Each site's GPUs, counted by hand from its stack file (nodes listed per pool, 8 GPUs per DGX).
-GPUS = {"za": 256, "ng": 64, "ke": 128, "eg": 96, "ma": 192, "lab": 16}
+# ma: 16 DGX H100 and 8 DGX B200 (8 GPUs each), 36 GB200 trays (4 each); de: 1,248 DGX B200.
+GPUS = {"za": 256, "ng": 64, "ke": 128, "eg": 96, "ma": 336, "de": 9984, "lab": 16}
 
 
 @pytest.mark.parametrize("site", SITES)

@@ -27,15 +27,15 @@ from .conftest import ROOT
 
 
 def test_canary_takes_the_first_nodes_of_every_pool_then_batches_follow_site_order():
-    site = load_stack(ROOT, "ma").site  # two pools: 16 h100a, 8 b200a
+    site = load_stack(ROOT, "ma").site  # three pools: 16 h100a, 8 b200a, 36 gb200a
     nodes = list(site.nodes)
     batches = order(nodes, 1, BatchSize(5, False))
     first_of = {p.name: next(n.hostname for n in nodes if n.pool == p.name) for p in site.pools}
     assert batches[0].kind == "canary" and list(batches[0].nodes) == list(first_of.values())
     rest = [h for b in batches[1:] for h in b.nodes]
     assert rest == [n.hostname for n in nodes if n.hostname not in first_of.values()]
-    assert [len(b.nodes) for b in batches[1:]] == [5, 5, 5, 5, 2]
-    assert [b.index for b in batches] == [0, 1, 2, 3, 4, 5]
+    assert [len(b.nodes) for b in batches[1:]] == [5] * 11 + [2]
+    assert [b.index for b in batches] == list(range(13))
     assert [b.name for b in batches[:2]] == ["canary", "batch 1"]
 
 
@@ -45,6 +45,29 @@ def test_percent_batches_round_up_and_no_canary_starts_at_batch_one():
     assert [b.kind for b in batches] == ["batch"] * 4 and [b.index for b in batches] == [1, 2, 3, 4]
     assert [len(b.nodes) for b in order(nodes, 2, batch_size("10%"))] == [2, 1, 1, 1, 1, 1, 1]
     assert order([], 1, batch_size("1")) == []
+
+
+def test_an_nvlink_domain_is_never_split_between_batches():
+    """Half a rack's IMEX domain out of service is all of it degraded: a domain's nodes go in one batch."""
+    site = load_stack(ROOT, "ma").site
+    nodes = [n for n in site.nodes if n.pool == "h100a"]  # 16 nodes; play four racks of four as domains
+
+    def domain(n):
+        return f"r{(n.index - 1) // 4}"
+
+    batches = order(nodes, 1, BatchSize(3, False), domain)
+    assert [len(b.nodes) for b in batches] == [4, 4, 4, 4]  # the canary takes the first domain whole
+    by_domain: dict[str, set[int]] = {}
+    for b in batches:
+        for h in b.nodes:
+            by_domain.setdefault(domain(next(n for n in nodes if n.hostname == h)), set()).add(b.index)
+    assert all(len(indexes) == 1 for indexes in by_domain.values())
+    # Domains smaller than a batch share one; a domain never straddles two.
+    mixed = order(nodes, 0, BatchSize(6, False), lambda n: domain(n) if n.index <= 8 else None)
+    assert [len(b.nodes) for b in mixed] == [4, 6, 6]
+    assert set(mixed[0].nodes) == {n.hostname for n in nodes[:4]}
+    # Without domains the order is what it always was.
+    assert order(nodes, 1, BatchSize(5, False)) == order(nodes, 1, BatchSize(5, False), lambda _n: None)
 
 
 def _refused(capsys, *args: str) -> str:

@@ -20,8 +20,8 @@ def _units(site: str) -> dict[str, set[str]]:
 
 
 def test_labels_follow_the_declared_units_not_the_index_in_the_pool():
-    # ma's two pools: the first nodes of each were both su1 while the unit came from the index.
-    assert _units("ma") == {"h100a": {"su1"}, "b200a": {"su2"}}
+    # ma's first two pools: the first nodes of each were both su1 while the unit came from the index.
+    assert _units("ma") == {"h100a": {"su1"}, "b200a": {"su2"}, "gb200a": {"su3"}}
 
 
 def test_a_pool_of_two_units_labels_each_node_with_its_own():

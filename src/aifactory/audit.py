@@ -228,7 +228,7 @@ def report_context(
             "gpu_model": p.spec.gpu_model,
             "nodes": p.count,
             "gpus": p.count * p.spec.gpu_count,
-            "power_kw": round(p.count * p.spec.power_kw, 1),
+            "power_kw": round(p.count * p.spec.power_kw, 1) if p.spec.power_kw is not None else "not published",
         }
         for p in site.pools
     ]

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from . import labels, tenancy
-from .catalog import SKUS, supply
+from .catalog import SKUS, Sku, supply
 from .errors import ConfigError
 from .fsutil import parts_of, read_bounded, write_atomic
 from .model import NodeView, Site
@@ -162,6 +162,11 @@ def hosts(site: Site) -> dict[str, Any]:
         by_sku[n.sku][n.hostname] = None
     pools = {f"pool_{_group(name)}": {"hosts": members} for name, members in by_pool.items()}
     skus = {f"sku_{_group(sku)}": {"hosts": members} for sku, members in by_sku.items()}
+    # One group per rack: its group_vars carry the rack's IMEX domain (group_vars_rack).
+    racks = {
+        rack_group(name): {"hosts": {n.hostname: None for n in members}}
+        for name, members in site.rack_nodes().items()
+    }
     return {
         "all": {
             "hosts": all_hosts,
@@ -170,8 +175,25 @@ def hosts(site: Site) -> dict[str, Any]:
                 f"site_{_group(site.code)}": {"children": {"gpu_nodes": None}},
                 **pools,
                 **skus,
+                **racks,
             },
         }
+    }
+
+
+def rack_group(rack: str) -> str:
+    return f"rack_{_group(rack)}"
+
+
+def group_vars_rack(site: Site, rack: str) -> dict[str, Any]:
+    """The rack's IMEX domain: every tray's management address, in the order the rack lists them.
+
+    Every tray of the rack gets the same list (roles/nvidia_imex writes it to nodes_config.cfg):
+    the IMEX service refuses to form a domain whose nodes hold different maps.
+    """
+    return {
+        "aifactory_rack": rack,
+        "nvidia_imex_nodes": [str(n.management_ip) for n in site.rack_nodes()[rack]],
     }
 
 
@@ -197,6 +219,8 @@ def group_vars_all(site: Site) -> dict[str, Any]:
         "nccl_tests_version": supply.NCCL_TESTS.version,
         "nccl_tests_sha256": supply.NCCL_TESTS.sha256,
         "nccl_socket_ifname": site.network.management.interface,
+        # Who runs IMEX on rack-scale trays: NVIDIA's DRA driver, where the site deploys it.
+        "nvidia_imex_daemon": "dra" if site.gpu_stack.dra_driver else "host",
         "rdma_fabric": fabric.type,
     }
     if fabric.type == "roce" and fabric.roce_gid_index is not None:
@@ -222,12 +246,28 @@ def group_vars_sku(site: Site, sku_name: str) -> dict[str, Any]:
         "aifactory_gpu_count": sku.gpu_count,
         "aifactory_compute_nics": sku.compute_nics,
         "nvidia_driver_fabric_manager": sku.nvswitch,
-        "nvidia_driver_nvlink5": sku.nvlink_generation >= 5,
+        # The NVLink5 stack serves Fabric Manager, where the node holds the NVSwitches.
+        "nvidia_driver_nvlink5": sku.nvlink_generation >= 5 and sku.nvswitch,
+        # IMEX on rack-scale trays; each rack's group_vars carry its node list (group_vars_rack).
+        "nvidia_imex_enabled": sku.mnnvl,
+        **nccl_nvlink(sku),
         # Empty where the catalog has no port map for the SKU: NCCL then picks its HCAs itself.
         "nccl_ib_hca": [r["rdma"] for r in rails],
         "nccl_redist_sha256": wheel.sha256 if wheel else "",
         "rdma_rails": rails,
     }
+
+
+def nccl_nvlink(sku: Sku) -> dict[str, int]:
+    """NCCL's NVLink settings for a SKU (roles/nccl: NCCL_MNNVL_ENABLE, NCCL_NVLS_ENABLE).
+
+    Where the NVLink domain is the node, multi-node NVLink is off (0): NCCL skips its MNNVL probe.
+    On rack-scale trays NCCL's own default (2) stays: a multi-node job in one clique uses MNNVL and
+    fails at init if IMEX is broken, while a single-tray job without an IMEX channel still runs
+    (1 would make every job probe for FABRIC handles). NVLink SHARP (NVLS) keeps NCCL's default (2)
+    wherever the domain has NVSwitches: in the node (DGX) or in the rack's switch trays (NVL72).
+    """
+    return {"nccl_mnnvl_enable": 2 if sku.mnnvl else 0, "nccl_nvls_enable": 2 if sku.nvswitch or sku.mnnvl else 0}
 
 
 @dataclass(frozen=True)
@@ -249,6 +289,8 @@ def render(stack: Stack, root: Path) -> list[Rendered]:
     ]
     for sku in sorted({p.sku for p in stack.site.pools}):
         files.append(Rendered(base / "group_vars" / f"sku_{_group(sku)}.yml", doc(group_vars_sku(stack.site, sku))))
+    for rack in stack.site.rack_nodes():
+        files.append(Rendered(base / "group_vars" / f"{rack_group(rack)}.yml", doc(group_vars_rack(stack.site, rack))))
     return files
 
 

@@ -15,6 +15,9 @@ JURISDICTION = f"{PREFIX}/jurisdiction"
 FABRIC = f"{PREFIX}/fabric"
 RAIL_COUNT = f"{PREFIX}/rail-count"
 SCALABLE_UNIT = f"{PREFIX}/scalable-unit"
+# The rack holding the node (pools[].racks); on a rack-scale SKU also its NVLink domain, so a
+# workload's pods can be kept inside one domain (podAffinity topologyKey).
+RACK = f"{PREFIX}/rack"
 TENANT = f"{PREFIX}/tenant"
 CLASSIFICATION = f"{PREFIX}/data-classification"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -43,6 +46,8 @@ def node_labels(site: Site, node: NodeView, tenant: str | None = None) -> dict[s
         RAIL_COUNT: str(len(fabric.rails)),
         SCALABLE_UNIT: node.scalable_unit,  # declared per pool (NodePool.scalable_units), unique in the site
     }
+    if node.rack:
+        out[RACK] = node.rack
     mig = site.pool(node.pool).mig_config
     if mig:
         out[MIG_CONFIG] = mig

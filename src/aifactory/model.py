@@ -23,7 +23,18 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from . import grammar
-from .catalog import GPU_OPERATOR_IMAGES, NETWORK_OPERATOR_IMAGES, SKUS, Port, Sku, Version, known_skus
+from .catalog import (
+    DRA_DRIVER_RELEASES,
+    GPU_OPERATOR_IMAGES,
+    NETWORK_OPERATOR_IMAGES,
+    SKUS,
+    Port,
+    PortMap,
+    Sku,
+    Source,
+    Version,
+    known_skus,
+)
 from .grammar import FieldError, shown
 from .iso3166 import COUNTRY_CODES
 
@@ -63,6 +74,12 @@ S3Region = Annotated[str, AfterValidator(grammar.s3_region)]
 BucketName = Annotated[str, AfterValidator(grammar.bucket_name)]
 S3User = Annotated[str, AfterValidator(grammar.s3_user)]
 HostnameScheme = Annotated[str, AfterValidator(grammar.hostname_scheme)]
+PciAddress = Annotated[
+    str,
+    AfterValidator(
+        grammar.pattern(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", "a PCI address as sysfs names it (0000:18:00.0)")
+    ),
+]
 NcclVersion = Annotated[
     str,
     AfterValidator(
@@ -90,6 +107,15 @@ ChartVersion = Annotated[
     str,
     AfterValidator(grammar.pattern(r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (vX.Y.Z)")),
     AfterValidator(_catalogued(GPU_OPERATOR_IMAGES, "gpu-operator chart")),
+]
+DraDriverVersion = Annotated[
+    str,
+    AfterValidator(grammar.pattern(r"[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}", "a chart version (X.Y.Z)")),
+    AfterValidator(_catalogued(DRA_DRIVER_RELEASES, "DRA driver release")),
+]
+KubeVersion = Annotated[
+    str,
+    AfterValidator(grammar.pattern(r"1\.[0-9]{1,3}\.[0-9]{1,3}", "a Kubernetes release (1.Y.Z)")),
 ]
 OperatorVersion = Annotated[
     str,
@@ -176,6 +202,39 @@ class Node(Strict):
     mac: MacAddress = Field(description="MAC address of the provisioning (PXE) interface")
 
 
+class ReportedPort(Strict):
+    """A compute port as a node reported it: the NIC function nearest to one GPU on the PCI tree."""
+
+    gpu: PciAddress = Field(description="the GPU this port sits beside")
+    pci: PciAddress = Field(description="the NIC function")
+    rdma: RdmaDevice
+    netdev: IfName
+
+
+class Topology(Strict):
+    """A pool's compute ports in rail order, read from one of its nodes (`aifactory topology SITE --node HOST`).
+
+    For SKUs whose port table no NVIDIA source gives (DGX B200, GB200 trays): the names are the
+    node's, never invented. Rail N runs over ``compute[N]``; verify compares every node of the pool
+    with it and fails a node whose own topology differs, naming both.
+    """
+
+    reported_by: DnsLabel = Field(description="the node it was read from")
+    compute: list[ReportedPort] = Field(min_length=1, max_length=64)
+
+
+class Rack(Strict):
+    """A physical rack of a pool's nodes; on a rack-scale SKU (GB200 NVL72) also one NVLink domain.
+
+    ``trays`` are the pool's node indexes (1-based, as ``{index}`` in the hostname scheme) of the
+    compute trays the rack holds. The rack drives the IMEX domain (nodes_config.cfg), the
+    nvidia.com/gpu.clique expectation, the aifactory.io/rack label and the rollout's batches.
+    """
+
+    name: DnsLabel
+    trays: list[Annotated[int, Field(ge=1, le=MAX_NODES_PER_POOL)]] = Field(min_length=1, max_length=1024)
+
+
 class ScalableUnit(Strict):
     """A scalable unit: nodes behind one set of rail leaf switches (node label aifactory.io/scalable-unit)."""
 
@@ -205,6 +264,36 @@ class NodePool(Strict):
         default=None,
         description="MIG configuration of this pool's nodes (node label nvidia.com/mig.config); unset: MIG off",
     )
+    topology: Topology | None = Field(
+        default=None,
+        description="compute ports as a node of the pool reported them, where the catalog has no port table",
+    )
+    racks: list[Rack] = Field(
+        default_factory=list,
+        max_length=4096,
+        description="Which of the pool's nodes each rack holds; on a rack-scale SKU each rack is one NVLink domain",
+    )
+
+    @model_validator(mode="after")
+    def _trays_in_one_rack(self) -> NodePool:
+        """Every tray a rack names is a node of the pool, and no tray is in two racks (or twice in one)."""
+        seen: dict[int, str] = {}
+        for i, rack in enumerate(self.racks):
+            for k, tray in enumerate(rack.trays):
+                if tray > len(self.nodes):
+                    raise FieldError(
+                        ("racks", i, "trays", k),
+                        f"rack {rack.name} names tray {tray}, but pool {self.name} has {len(self.nodes)} node(s)",
+                    )
+                if tray in seen:
+                    other = seen[tray]
+                    where = f"racks {other} and {rack.name}" if other != rack.name else f"rack {rack.name} twice"
+                    raise FieldError(
+                        ("racks", i, "trays", k),
+                        f"tray {tray} of pool {self.name} is in {where}: a tray sits in one rack",
+                    )
+                seen[tray] = rack.name
+        return self
 
     @model_validator(mode="after")
     def _units_hold_every_node(self) -> NodePool:
@@ -231,6 +320,11 @@ class NodePool(Strict):
     @property
     def count(self) -> int:
         return len(self.nodes)
+
+    @cached_property
+    def rack_of(self) -> dict[int, str]:
+        """Node index (1-based) -> the rack holding it."""
+        return {tray: rack.name for rack in self.racks for tray in rack.trays}
 
     @property
     def spec(self) -> Sku:
@@ -395,6 +489,11 @@ class GpuStack(Strict):
     gpu_operator: ChartVersion = Field(description="gpu-operator Helm chart version")
     network_operator: OperatorVersion
     mig: Mig = Mig()
+    dra_driver: DraDriverVersion | None = Field(
+        default=None,
+        description="NVIDIA's DRA driver for GPUs (nvidia-dra-driver-gpu chart), for ComputeDomains on rack-scale "
+        "pools; it then runs IMEX per ComputeDomain and the host service is masked",
+    )
 
     @property
     def driver_branch(self) -> int:
@@ -494,6 +593,9 @@ class RetiredTenant(Strict):
 
 class Kubernetes(Strict):
     context: KubeContext = Field(description="kubeconfig context of this site's cluster; the program refuses any other")
+    version: KubeVersion | None = Field(
+        default=None, description="the cluster's Kubernetes release; the DRA driver needs one it supports"
+    )
     nodes_joined: bool = Field(
         default=True,
         description="whether the site's nodes are Nodes of that cluster (rollouts cordon and drain them); "
@@ -534,6 +636,7 @@ class Site(Strict):
 
         for label, key, names in (
             ("pool", "pools", [p.name for p in self.pools]),
+            ("rack", "pools", [r.name for p in self.pools for r in p.racks]),
             ("tenant", "tenants", [t.name for t in self.tenants] + [t.name for t in self.retired_tenants]),
             ("rail", "network.fabric.rails", [r.name for r in self.network.fabric.rails]),
             ("bucket", "storage.object_store.buckets", [b.name for b in self.storage.object_store.buckets]),
@@ -584,6 +687,8 @@ class Site(Strict):
                         storage_ip=_nth(self.network.storage.cidr, host),
                         bmc_ip=hw.bmc,
                         mac=hw.mac,
+                        rack=pool.rack_of.get(i + 1),
+                        nvlink_domain=pool.rack_of.get(i + 1) if pool.spec.mnnvl else None,
                         scalable_unit=units[i],
                     )
                 )
@@ -599,23 +704,64 @@ class Site(Strict):
 
     @property
     def power_kw(self) -> float:
-        return round(sum(p.count * p.spec.power_kw for p in self.pools), 1)
+        """Power of the pools whose SKU's power the catalog states (see power_unknown for the rest)."""
+        return round(sum(p.count * p.spec.power_kw for p in self.pools if p.spec.power_kw is not None), 1)
+
+    @property
+    def power_unknown(self) -> list[str]:
+        """Pools whose SKU's power no NVIDIA source held here states: left out of power_kw, never guessed."""
+        return [p.name for p in self.pools if p.spec.power_kw is None]
 
     def pool(self, name: str) -> NodePool:
         return next(p for p in self.pools if p.name == name)
 
+    @cached_property
+    def _rack_nodes(self) -> dict[str, list[NodeView]]:
+        by_index = {(n.pool, n.index): n for n in self.nodes}
+        return {
+            rack.name: [by_index[(pool.name, tray)] for tray in rack.trays]
+            for pool in self.pools
+            for rack in pool.racks
+        }
+
+    def rack_nodes(self) -> dict[str, list[NodeView]]:
+        """Each rack's nodes, in the order the rack lists its trays (the IMEX domain's order)."""
+        return self._rack_nodes
+
+    def port_map(self, sku: str) -> PortMap | None:
+        """The SKU's compute ports: NVIDIA's table from the catalog, else what a pool's node reported.
+
+        None where neither exists (policy net.port-map reports it). Pools of one SKU that reported
+        different names are refused by net.port-map; the first pool's report stands here.
+        """
+        ports = SKUS[sku].ports
+        if ports is not None:
+            return ports
+        pool = next((p for p in self.pools if p.sku == sku and p.topology is not None), None)
+        if pool is None or pool.topology is None:
+            return None
+        return PortMap(
+            tuple(
+                # The node reported the netdev in the mode its port runs: one name serves both.
+                Port(f"beside GPU {port.gpu}", port.pci, port.rdma, port.netdev, port.netdev, "compute", i)
+                for i, port in enumerate(pool.topology.compute)
+            ),
+            Source(f"reported by {pool.topology.reported_by} (pool {pool.name}, pools[].topology of the stack)"),
+        )
+
     def rail_ports(self, sku: str) -> tuple[Port, ...] | None:
         """The compute ports the rails run over on nodes of this SKU (rail N: the port beside GPU N).
 
-        None where the catalog has no port map for the SKU (policy net.port-map reports it).
+        None where neither the catalog nor a pool's reported topology names them (policy net.port-map).
         """
-        ports = SKUS[sku].ports
-        return None if ports is None else ports.compute[: len(self.network.fabric.rails)]
+        ports = self.port_map(sku)
+        rails = min(len(self.network.fabric.rails), SKUS[sku].compute_nics)
+        return None if ports is None else ports.compute[:rails]
 
     @property
     def rail_skus(self) -> list[str]:
-        """SKUs in this site whose rails are known from the catalog, in pool order."""
-        return list(dict.fromkeys(p.sku for p in self.pools if p.spec.ports is not None))
+        """SKUs in this site whose rails are known (catalog or reported), in pool order."""
+        return list(dict.fromkeys(p.sku for p in self.pools if self.port_map(p.sku) is not None))
 
 
 def ipam_blocks(cidr: IPv4Network, block: int) -> int:
@@ -643,6 +789,9 @@ class NodeView(BaseModel):
     storage_ip: IPv4Address | None
     bmc_ip: IPv4Address
     mac: str
+    rack: str | None = None
+    # The multi-node NVLink domain (IMEX domain) the node is in: its rack, on rack-scale SKUs.
+    nvlink_domain: str | None = None
     scalable_unit: str
 
 

@@ -386,6 +386,168 @@ def check_versions(site: Site, as_of: date) -> Iterator[Result]:
         )
 
 
+def check_blackwell(site: Site) -> Iterator[Result]:
+    """What NVIDIA requires of Blackwell and rack-scale pools: NCCL, ComputeDomains, DRA, CDMM."""
+    g = site.gpu_stack
+    dra = catalog.DRA_DRIVER_RELEASES.get(g.dra_driver) if g.dra_driver else None
+    for i, pool in enumerate(site.pools):
+        sku = pool.spec
+        if sku.architecture == "blackwell":
+            if Version.parse(g.nccl_version) < Version.parse(catalog.NCCL_BLACKWELL_MIN):
+                yield _r(
+                    "compat.nccl-sku",
+                    Severity.ERROR,
+                    site,
+                    field_path("gpu_stack", "nccl"),
+                    f"NCCL {g.nccl_version} predates Blackwell support (from {catalog.NCCL_BLACKWELL_MIN}, "
+                    f"{catalog.NCCL_BLACKWELL}); pools[{i}] is {sku.name}",
+                )
+            else:
+                yield _r(
+                    "compat.nccl-sku",
+                    Severity.INFO,
+                    site,
+                    field_path("pools", i, "sku"),
+                    f"NCCL {g.nccl_version} has sm_100",
+                )
+        if not sku.mnnvl:
+            continue
+        floor = dra or max(catalog.DRA_DRIVER_RELEASES.values(), key=lambda r: Version.parse(r.version))
+        if not g.driver_at_least(floor.compute_domain_min_driver):
+            yield _r(
+                "compat.computedomain-driver",
+                Severity.ERROR,
+                site,
+                field_path("gpu_stack", "driver"),
+                f"pools[{i}] ({sku.name}) is a multi-node NVLink pool: ComputeDomains need driver >= "
+                f"{floor.compute_domain_min_driver} (DRA driver {floor.version}, "
+                "cmd/compute-domain-kubelet-plugin/main.go), the site declares "
+                f"{g.driver}",
+            )
+        else:
+            yield _r(
+                "compat.computedomain-driver",
+                Severity.INFO,
+                site,
+                field_path("gpu_stack", "driver"),
+                f"{g.driver} >= {floor.compute_domain_min_driver} for ComputeDomains",
+            )
+        if dra is None:
+            yield _r(
+                "compat.dra-driver",
+                Severity.WARNING,
+                site,
+                field_path("gpu_stack", "dra_driver"),
+                f"pools[{i}] ({sku.name}) spans racks of NVLink but the site deploys no DRA driver: IMEX runs on "
+                "the hosts for each whole rack and every workload shares channel 0; set gpu_stack.dra_driver for "
+                "ComputeDomains (one IMEX domain per workload)",
+            )
+        mig = pool.mig_config or g.mig.strategy != "none"
+        if mig and g.driver_at_least(catalog.CDMM_DEFAULT_DRIVER):
+            yield _r(
+                "compat.cdmm-mig",
+                Severity.ERROR,
+                site,
+                field_path("pools", i, "mig_config") if pool.mig_config else field_path("gpu_stack", "mig", "strategy"),
+                f"{sku.name} on driver {g.driver} runs with Coherent Driver Memory Management, which is not "
+                f"compatible with MIG ({catalog.CDMM})",
+            )
+    if dra is not None:
+        yield from _check_dra_kubernetes(site, dra)
+
+
+def _check_dra_kubernetes(site: Site, dra: catalog.DraDriverRelease) -> Iterator[Result]:
+    pid, declared = "compat.dra-kubernetes", site.kubernetes.version
+    if declared is None:
+        yield _r(
+            pid,
+            Severity.ERROR,
+            site,
+            field_path("kubernetes", "version"),
+            f"the DRA driver {dra.version} needs Kubernetes >= {dra.kubernetes_min} (its chart's kubeVersion): "
+            "declare the cluster's release",
+        )
+    elif Version.parse(declared) < Version.parse(dra.kubernetes_min):
+        yield _r(
+            pid,
+            Severity.ERROR,
+            site,
+            field_path("kubernetes", "version"),
+            f"Kubernetes {declared} is below {dra.kubernetes_min}, the DRA driver {dra.version} chart's kubeVersion",
+        )
+    elif Version.parse(declared) < Version.parse(catalog.KUBERNETES_DRA_DEFAULT):
+        yield _r(
+            pid,
+            Severity.WARNING,
+            site,
+            field_path("kubernetes", "version"),
+            f"on Kubernetes {declared} DRA is beta and off by default (on from {catalog.KUBERNETES_DRA_DEFAULT}, "
+            f"{catalog.DRA_DEFAULT_ON}): the DynamicResourceAllocation gate and resource.k8s.io/v1beta1 must be on",
+        )
+    else:
+        yield _r(
+            pid,
+            Severity.INFO,
+            site,
+            field_path("kubernetes", "version"),
+            f"Kubernetes {declared} serves DRA by default",
+        )
+
+
+def check_racks(site: Site) -> Iterator[Result]:
+    """Rack-scale pools: every tray in a rack, every rack the SKU's size; the rack is the IMEX domain."""
+    for i, pool in enumerate(site.pools):
+        spec = pool.spec.rack
+        if spec is None:
+            if pool.racks:
+                yield _r(
+                    "topology.racks",
+                    Severity.INFO,
+                    site,
+                    field_path("pools", i, "racks"),
+                    f"{len(pool.racks)} rack(s) of {pool.sku}: labels only (its NVLink domain is the node)",
+                )
+            continue
+        loose = [k for k in range(1, pool.count + 1) if k not in pool.rack_of]
+        if loose:
+            yield _r(
+                "topology.racks",
+                Severity.ERROR,
+                site,
+                field_path("pools", i, "racks"),
+                f"{len(loose)} of pool {pool.name}'s {pool.sku} trays are in no rack (node(s) "
+                f"{', '.join(map(str, loose[:8]))}{' ...' if len(loose) > 8 else ''}): a tray's NVLink and IMEX "
+                "domain is its rack",
+            )
+        else:
+            yield _r(
+                "topology.racks",
+                Severity.INFO,
+                site,
+                field_path("pools", i, "racks"),
+                f"{pool.count} trays in {len(pool.racks)} rack(s)",
+            )
+        for k, rack in enumerate(pool.racks):
+            if len(rack.trays) != spec.compute_trays:
+                yield _r(
+                    "topology.rack-size",
+                    Severity.ERROR,
+                    site,
+                    field_path("pools", i, "racks", k, "trays"),
+                    f"rack {rack.name} holds {len(rack.trays)} compute tray(s); a {pool.sku} rack holds "
+                    f"{spec.compute_trays} (and {spec.switch_trays} NVLink switch trays) as one NVLink domain "
+                    f"({spec.source})",
+                )
+            else:
+                yield _r(
+                    "topology.rack-size",
+                    Severity.INFO,
+                    site,
+                    field_path("pools", i, "racks", k),
+                    f"rack {rack.name}: {spec.compute_trays} trays, one NVLink domain",
+                )
+
+
 def site_networks(site: Site) -> list[tuple[str, IPv4Network]]:
     n = site.network
     nets = [
@@ -474,24 +636,37 @@ def check_network(site: Site, written: Callable[[str], object] | None = None) ->
             f"{n.pods} holds {pod_blocks} node /24 blocks for {nodes} nodes"
             + smallest_fit(n.pods, lambda w: 2 ** max(0, 24 - w.prefixlen) >= nodes),
         )
+    rails = len(n.fabric.rails)
     for i, pool in enumerate(site.pools):
-        if len(n.fabric.rails) != pool.spec.compute_nics:
+        nics = pool.spec.compute_nics
+        if nics > rails:
             yield _r(
                 "net.rails",
                 Severity.ERROR,
                 site,
                 field_path("network", "fabric", "rails"),
-                f"{len(n.fabric.rails)} rails, but {pool.spec.name} (pools[{i}]) has "
-                f"{pool.spec.compute_nics} compute NICs: one rail per NIC",
+                f"{rails} rails, but {pool.spec.name} (pools[{i}]) has {nics} compute NICs: one rail per NIC",
             )
-        else:
+        elif nics < rails:
+            # A GB200 tray (4 NICs) beside 8-NIC DGX systems: its NICs take the first rails.
             yield _r(
                 "net.rails",
                 Severity.INFO,
                 site,
                 field_path("pools", i),
-                f"{pool.spec.compute_nics} NICs, one rail each",
+                f"{nics} NICs on rails 0-{nics - 1} of {rails}",
             )
+        else:
+            yield _r("net.rails", Severity.INFO, site, field_path("pools", i), f"{nics} NICs, one rail each")
+    widest = max(p.spec.compute_nics for p in site.pools)
+    if widest < rails:
+        yield _r(
+            "net.rails",
+            Severity.ERROR,
+            site,
+            field_path("network", "fabric", "rails"),
+            f"{rails} rails, but no pool has more than {widest} compute NICs: rails {widest}-{rails - 1} serve no NIC",
+        )
     yield from _check_ports(site)
     if n.fabric.roce_gid_index is not None:
         if n.fabric.type != "roce":
@@ -558,13 +733,48 @@ def _check_ports(site: Site) -> Iterator[Result]:
                 Severity.WARNING,
                 site,
                 field_path("pools", i, "sku"),
-                f"the catalog has no port map for {pool.sku} (no NVIDIA source for its port names was "
-                "available): its nodes get no rail resources and NCCL picks its HCAs itself; add the map "
-                "to src/aifactory/catalog/__init__.py with its source",
+                f"nothing names the compute ports of {pool.sku}: NVIDIA publishes no port table for it and no "
+                "node's report is recorded, so its nodes get no rail resources and NCCL picks its HCAs itself; "
+                f"read them from a node with `aifactory topology {site.code} --node HOST` and record the block "
+                f"under pools[{i}].topology",
             )
             continue
-        port_map = pool.spec.ports
+        port_map = site.port_map(pool.sku)
         assert port_map is not None  # rail_ports returned ports
+        if pool.topology is not None and pool.spec.ports is not None:
+            yield _r(
+                "net.port-map",
+                Severity.WARNING,
+                site,
+                field_path("pools", i, "topology"),
+                f"{pool.sku} has NVIDIA's port table in the catalog; the recorded topology is not used for its "
+                "rails (verify compares every node with NVIDIA's table)",
+            )
+        first = next(p for p in site.pools if p.sku == pool.sku and (p.topology is not None or p.spec.ports))
+        if pool.topology is not None and first is not pool and first.topology is not None:
+            mine = [(c.rdma, c.netdev) for c in pool.topology.compute]
+            theirs = [(c.rdma, c.netdev) for c in first.topology.compute]
+            if mine != theirs:
+                yield _r(
+                    "net.port-map",
+                    Severity.ERROR,
+                    site,
+                    field_path("pools", i, "topology"),
+                    f"pool {pool.name} recorded other port names for {pool.sku} than pool {first.name} "
+                    f"({', '.join(r for r, _ in mine)} against {', '.join(r for r, _ in theirs)}): one SKU's "
+                    "rails run over one set of names; re-read both pools' nodes",
+                )
+        if pool.topology is not None:
+            hosts = {n.hostname for n in site.nodes if n.pool == pool.name}
+            if pool.topology.reported_by not in hosts:
+                yield _r(
+                    "net.port-map",
+                    Severity.ERROR,
+                    site,
+                    field_path("pools", i, "topology", "reported_by"),
+                    f"{pool.topology.reported_by} is no node of pool {pool.name}: a pool's ports are read from "
+                    "one of its own nodes",
+                )
         names = tuple(p.netdev(fabric) for p in ports)
         maps.setdefault(names, pool.sku)
         yield _r(
@@ -830,10 +1040,13 @@ def check_supply(site: Site) -> Iterator[Result]:
         else:
             yield _r("supply.digests", Severity.INFO, site, nccl, f"{wheel.filename} sha256:{wheel.sha256[:12]}...")
     gaps: list[str] = []
-    for path, images in (
+    tables = [
         (field_path("gpu_stack", "gpu_operator"), supply.GPU_OPERATOR_IMAGES[g.gpu_operator]),
         (field_path("gpu_stack", "network_operator"), supply.NETWORK_OPERATOR_IMAGES[g.network_operator]),
-    ):
+    ]
+    if g.dra_driver:
+        tables.append((field_path("gpu_stack", "dra_driver"), {"driver": supply.DRA_DRIVER_IMAGES[g.dra_driver]}))
+    for path, images in tables:
         for component, image in images.items():
             digest = supply.image_digest(image)
             if digest is None:
@@ -846,9 +1059,12 @@ def check_supply(site: Site) -> Iterator[Result]:
                 )
             elif isinstance(digest, supply.Unpublished):
                 gaps.append(image.reference)
-    chart = supply.GPU_OPERATOR_CHARTS[g.gpu_operator]
-    if isinstance(chart.digest, supply.Unpublished):
-        gaps.append(f"chart {chart.name} {chart.version}")
+    charts = [supply.GPU_OPERATOR_CHARTS[g.gpu_operator]]
+    if g.dra_driver:
+        charts.append(supply.DRA_DRIVER_CHARTS[g.dra_driver])
+    for chart in charts:
+        if isinstance(chart.digest, supply.Unpublished):
+            gaps.append(f"chart {chart.name} {chart.version}")
     if gaps:
         yield _r(
             "supply.digests",
@@ -997,7 +1213,7 @@ REGISTRY: dict[str, Policy] = {
         ),
         Policy(
             "compat",
-            "Driver, CUDA, NCCL and GPU operator versions are compatible",
+            "Driver, CUDA, NCCL, GPU operator and DRA driver versions are compatible, with each SKU and each other",
             "site",
             (
                 "compat.cuda-driver",
@@ -1006,8 +1222,20 @@ REGISTRY: dict[str, Policy] = {
                 "compat.operator-driver",
                 "compat.driver-eol",
                 "compat.operator-eol",
+                "compat.nccl-sku",
+                "compat.computedomain-driver",
+                "compat.dra-driver",
+                "compat.dra-kubernetes",
+                "compat.cdmm-mig",
             ),
-            lambda s: check_versions(s.stack.site, s.as_of),
+            lambda s: [*check_versions(s.stack.site, s.as_of), *check_blackwell(s.stack.site)],
+        ),
+        Policy(
+            "topology",
+            "Rack-scale pools: every tray in one rack of the SKU's size (the NVLink and IMEX domain)",
+            "site",
+            ("topology.racks", "topology.rack-size"),
+            lambda s: check_racks(s.stack.site),
         ),
         Policy(
             "net",

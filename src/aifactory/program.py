@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from pydantic import ValidationError
 
 from . import findings
+from .components.dra_driver import DraDriver, DraDriverArgs
 from .components.gpu_operator import GpuOperator, GpuOperatorArgs
 from .components.network import NetworkArgs, SiteNetwork
 from .components.nodes import DgxNodes, NodesArgs
@@ -42,6 +43,7 @@ def outputs(site: Site) -> dict[str, Any]:
             "nccl": stack.nccl,
             "gpuOperator": stack.gpu_operator,
             "networkOperator": stack.network_operator,
+            **({"draDriver": stack.dra_driver} if stack.dra_driver else {}),
         },
     }
 
@@ -56,6 +58,8 @@ def build(site: Site, credentials: pulumi.Output[dict[str, Any]]) -> dict[str, A
     SiteNetwork("network", NetworkArgs(site, tenants.namespaces), opts=opts)
     SiteStorage("storage", StorageArgs(site), opts=opts)
     GpuOperator("gpu-operator", GpuOperatorArgs(site), opts=opts)
+    if site.gpu_stack.dra_driver:
+        DraDriver("dra-driver", DraDriverArgs(site), opts=opts)
     return outputs(site)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from .source import Source as Source
+from .supply import DRA_DRIVER_IMAGES as DRA_DRIVER_IMAGES
 from .supply import GPU_OPERATOR_IMAGES as GPU_OPERATOR_IMAGES
 from .supply import NETWORK_OPERATOR_IMAGES as NETWORK_OPERATOR_IMAGES
 from .supply import NETWORK_OPERATOR_RELEASE_KEYS as NETWORK_OPERATOR_RELEASE_KEYS
@@ -92,14 +93,15 @@ class Sku:
     # What `nvidia-smi -q -x` reports as <product_name>; verify compares against it.
     gpu_product_prefix: str
     gpu_count: int
-    gpu_memory_gb: int
+    # None where no NVIDIA source this project holds states it (the GB200 tray): never guessed.
+    gpu_memory_gb: int | None
     architecture: str
     compute_nics: int
     compute_nic_model: str
     compute_nic_gbps: int
-    nvlink_gbps_per_gpu: int
-    nvlinks_per_gpu: int
-    power_kw: float
+    nvlink_gbps_per_gpu: int | None
+    nvlinks_per_gpu: int | None
+    power_kw: float | None
     nvswitch: bool
     min_cuda: str
     min_driver: str
@@ -118,6 +120,28 @@ class Sku:
     # picks the redistributable a node takes. DGX H100/H200 (2 x Intel Xeon Platinum 8480C) and DGX
     # B200 (2 x Intel Xeon Platinum 8570) are x86_64 (each system's user guide, hardware overview).
     cpu_arch: str = "x86_64"
+    # NVSwitch chips in the node (DGX B200: 2); None where the source does not count them.
+    nvswitch_chips: int | None = None
+    # All-reduce bus bandwidth a whole rack must reach (rack-scale SKUs): measured across the rack's
+    # NVLink domain, never a single tray's threshold.
+    rack_allreduce_busbw: Threshold | None = None
+    # Rack-scale systems (GB200 NVL72): a node is one compute tray, and a rack of trays is one
+    # multi-node NVLink domain, run by IMEX. None for systems whose NVLink domain is the node.
+    rack: RackSpec | None = None
+
+    @property
+    def mnnvl(self) -> bool:
+        """Whether the node's NVLink domain spans other nodes (multi-node NVLink, IMEX)."""
+        return self.rack is not None
+
+
+@dataclass(frozen=True)
+class RackSpec:
+    """What one rack of a rack-scale system holds (its NVLink domain)."""
+
+    compute_trays: int
+    switch_trays: int
+    source: Source
 
 
 _DGX_H100_GUIDE = Source(
@@ -146,6 +170,19 @@ _AZ_H200 = Source(
     "Azure/azurehpc-health-checks conf/nd96isr_h200_v5.conf (check_nccl_allreduce 431 GB/s at 16 GB)",
     "https://github.com/Azure/azurehpc-health-checks",
 )
+
+_DGX_GB200_GUIDE = Source(
+    "NVIDIA DGX GB Rack Scale Systems User Guide, Hardware: rack configuration and compute tray",
+    "https://docs.nvidia.com/dgx/dgxgb200-user-guide/hardware.html",
+)
+_CW_NVL72 = Source(
+    "coreweave/nccl-tests pull request 43, a full NVL72 rack (72 GPUs, one NVLink domain): all_reduce_perf "
+    "out-of-place busbw 839.16 GB/s at 4 GiB; one rack, one measurement by a cloud operator, not an NVIDIA "
+    "figure, and a rack's, not a tray's",
+    "https://github.com/coreweave/nccl-tests/pull/43",
+)
+# CUDA 12.8's minimum driver (CUDA_MIN_DRIVER below states it; named here for the SKU table).
+CUDA_MIN_DRIVER_12_8 = "570.26"
 
 SKUS: dict[str, Sku] = {
     "dgx-h100": Sku(
@@ -190,6 +227,14 @@ SKUS: dict[str, Sku] = {
         allreduce_busbw=Threshold(431, "GB/s", _AZ_H200),
         ports=DGX_H100_PORTS,
     ),
+    # DGX B200 User Guide, "DGX B200 Component Descriptions": "8 x NVIDIA B200 GPUs that provide
+    # 1,440 GB total GPU memory" (180 GB each; the BasePOD reference architecture: "eight 180 GB B200
+    # GPUs"); "2 x 5th generation NVLink switches that provide 14.4 TB/s aggregate bandwidth"
+    # (1.8 TB/s per GPU); "4 x OSFP ports for 8 x NVIDIA ConnectX-7 Single Port Cards ... InfiniBand
+    # (default): Up to 400Gbps" for the cluster; "2 x NVIDIA BlueField-3 DPU Dual Port Cards" for
+    # storage and in-band management; power "14.3 kW max." from 6 x 3.3 kW supplies (5+1). No NVIDIA
+    # source gives its port table (PCI address, netdev, RDMA device): `aifactory topology` reads it
+    # from a node and the pool records it (pools[].topology).
     "dgx-b200": Sku(
         name="dgx-b200",
         gpu_model="B200 180GB",
@@ -204,13 +249,50 @@ SKUS: dict[str, Sku] = {
         nvlinks_per_gpu=18,
         power_kw=14.3,
         nvswitch=True,
+        nvswitch_chips=2,
         # Blackwell (sm_100) first appears in CUDA 12.8; NVIDIA supports HGX B200 from driver
         # 570.133.20 on (GPU operator platform support), above CUDA 12.8's own floor of 570.26.
         min_cuda="12.8",
         min_driver="570.133.20",
         source=_HGX_B200_SUPPORT,
+        # NVIDIA publishes no all-reduce figure for 8 x B200 and no health checker this project
+        # draws on has one: verify skips the check with that reason rather than invent one.
         allreduce_busbw=None,
         nvlink_generation=5,
+    ),
+    # DGX GB200 User Guide, "Hardware": a rack of "18x 1RU compute trays, each with 2 Grace CPUs and
+    # 4 Blackwell GPUs" and "9x 1RU NVLink switch trays"; per tray "4x NVIDIA ConnectX-7 single port
+    # 400G OSFP NIC" for the cluster network and 2 BlueField-3 for storage and management. A node of
+    # this SKU is one compute tray; its NVLink domain is the rack. The GPU operator lists HGX GB200
+    # NVL72 among its ARM-based platforms (platform-support.rst, vendored). The NVSwitches are in the
+    # rack's switch trays: a compute tray runs no Fabric Manager (NVIDIA's driver container starts one
+    # only where NVSwitch devices or NVLink5 switch management are local, ubuntu22.04/nvidia-driver).
+    # Not in any NVIDIA source held here, so not stated: per-GPU memory, NVLinks per GPU, tray power.
+    "gb200-nvl72": Sku(
+        name="gb200-nvl72",
+        gpu_model="GB200 NVL72 compute tray (4 Blackwell GPUs, 2 Grace CPUs)",
+        # NVIDIA's CUDA Programming Guide names it so (compute capability 10.0: "NVIDIA GB200, NVIDIA B200").
+        gpu_product_prefix="NVIDIA GB200",
+        gpu_count=4,
+        gpu_memory_gb=None,
+        architecture="blackwell",
+        compute_nics=4,
+        compute_nic_model="ConnectX-7",
+        compute_nic_gbps=400,
+        nvlink_gbps_per_gpu=None,
+        nvlinks_per_gpu=None,
+        power_kw=None,
+        nvswitch=False,
+        # Blackwell's first toolkit, and its driver floor (CUDA release notes, table 3): the
+        # ComputeDomain floor of the DRA driver (policy compat.computedomain-driver) is above it.
+        min_cuda="12.8",
+        min_driver=CUDA_MIN_DRIVER_12_8,
+        source=_DGX_GB200_GUIDE,
+        allreduce_busbw=None,
+        rack_allreduce_busbw=Threshold(839, "GB/s", _CW_NVL72),
+        nvlink_generation=5,
+        cpu_arch="aarch64",
+        rack=RackSpec(compute_trays=18, switch_trays=9, source=_DGX_GB200_GUIDE),
     ),
 }
 
@@ -233,7 +315,7 @@ CUDA_MIN_DRIVER: dict[str, str] = {
     "12.4": "550.54.14",
     "12.5": "555.42.02",
     "12.6": "560.28.03",
-    "12.8": "570.26",
+    "12.8": CUDA_MIN_DRIVER_12_8,
     "12.9": "575.51.03",
     "13.0": "580.65.06",
 }
@@ -309,3 +391,75 @@ METAL3_BAREMETAL_OPERATOR = "v0.9.3"
 # Kubernetes minor releases the core objects are validated against (kubernetes-validate, strict):
 # ValidatingAdmissionPolicy is GA from 1.30; the GPU operator's 25.x platform support runs to 1.34.
 KUBERNETES_VERSIONS: tuple[str, ...] = ("1.30.0", "1.34.0")
+
+
+# -- NVIDIA's DRA driver for GPUs (ComputeDomains, for multi-node NVLink) ---------------------------
+
+DRA_DRIVER_CHART = Source(
+    "kubernetes-sigs/dra-driver-nvidia-gpu (formerly NVIDIA/k8s-dra-driver-gpu) at each release tag: "
+    "deployments/helm/nvidia-dra-driver-gpu (Chart.yaml kubeVersion, values.yaml image, the CRDs) and "
+    "cmd/compute-domain-kubelet-plugin/main.go (vendored in tests/fixtures/schemas/dra-driver-nvidia-gpu)",
+    "https://github.com/kubernetes-sigs/dra-driver-nvidia-gpu",
+)
+
+
+@dataclass(frozen=True)
+class DraDriverRelease:
+    """A release of the DRA driver's Helm chart and what it requires, as its own files state."""
+
+    chart: str
+    version: str
+    image: Image
+    # Chart.yaml's kubeVersion (">=1.32.0-0").
+    kubernetes_min: str
+    # IMEXDaemonsWithDNSNamesMinDriverVersion: the feature gate is on by default (beta from 25.8,
+    # pkg/featuregates), so ComputeDomains need this driver or the kubelet plugin refuses to start.
+    compute_domain_min_driver: str
+    source: Source = DRA_DRIVER_CHART
+
+
+DRA_DRIVER_RELEASES: dict[str, DraDriverRelease] = {
+    "25.12.0": DraDriverRelease(
+        chart="nvidia-dra-driver-gpu",
+        version="25.12.0",
+        image=DRA_DRIVER_IMAGES["25.12.0"],
+        kubernetes_min="1.32.0",
+        compute_domain_min_driver="570.158.01",
+    ),
+}
+
+# Kubernetes serves DRA's resource.k8s.io/v1 and enables it by default from 1.34 (Kubernetes docs,
+# "Dynamic Resource Allocation": "FEATURE STATE: Kubernetes v1.34 [stable] (enabled by default)");
+# on 1.32 and 1.33 DRA is beta and off until the DynamicResourceAllocation gate and the
+# resource.k8s.io/v1beta1 API are turned on.
+DRA_DEFAULT_ON = Source(
+    "Kubernetes documentation, Dynamic Resource Allocation: stable and enabled by default from v1.34",
+    "https://kubernetes.io/docs/concepts/scheduling-eviction/dynamic-resource-allocation/",
+)
+KUBERNETES_DRA_DEFAULT = "1.34.0"
+
+# NCCL supports Blackwell (sm_100) from 2.25.1: the release's commit "NCCL 2.25.1-1: Add
+# Blackwell/SM100 support ... Add extra checks for IMEX setup, needed for MNNVL" (NVIDIA/nccl tag
+# v2.25.1-1, vendored in tests/fixtures/schemas/nccl).
+NCCL_BLACKWELL = Source(
+    "NVIDIA/nccl tag v2.25.1-1, release commit: Add Blackwell/SM100 support",
+    "https://github.com/NVIDIA/nccl/releases/tag/v2.25.1-1",
+)
+NCCL_BLACKWELL_MIN = "2.25.1"
+
+# Coherent Driver Memory Management: on by default for GB200 on Kubernetes from driver 580.65.06,
+# and "not compatible with the Multi-Instance GPUs (MIG) sharing" (NVIDIA recommends keeping it on).
+CDMM = Source(
+    "NVIDIA GPU Operator release notes 25.3.2 (NVIDIA/cloud-native-docs gpu-operator/release-notes.rst, vendored): "
+    "from 580.65.06 CDMM is enabled by default to support GB200 on Kubernetes; CDMM is not compatible with MIG "
+    "or GPUDirect Storage; it applies only to Grace-based systems",
+    "https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/release-notes.html",
+)
+CDMM_DEFAULT_DRIVER = "580.65.06"
+# With a pre-installed driver and the DRA driver: the nvidia-imex packages installed, the host
+# service disabled and masked on every GPU node (roles/nvidia_imex does both).
+IMEX_WITH_DRA = Source(
+    "NVIDIA GPU Operator documentation, DRA Driver for NVIDIA GPUs, ComputeDomain prerequisites "
+    "(NVIDIA/cloud-native-docs gpu-operator/dra-intro-install.rst, vendored)",
+    "https://docs.nvidia.com/datacenter/cloud-native/gpu-operator/latest/dra-intro-install.html",
+)

@@ -163,8 +163,20 @@ _CNI = Unpublished(
     "own), and its hack/release.yaml gives tags only"
 )
 
+# NVIDIA's DRA driver for GPUs: one image per chart release, as its values.yaml names it (repository
+# nvcr.io/nvidia/k8s-dra-driver-gpu) with the tag "v" + the chart's appVersion (templates/_helpers.tpl
+# fullimage); tests/test_blackwell.py checks both against the chart vendored at the tag.
+DRA_DRIVER_IMAGES: dict[str, Image] = {"25.12.0": Image("nvcr.io/nvidia", "k8s-dra-driver-gpu", "v25.12.0")}
+_DRA = Unpublished(
+    "the DRA driver's chart gives its image by tag only (values.yaml image.tag from appVersion); no NVIDIA bundle "
+    "held here lists v25.12.0 (gpu-operator's v26.7.0 bundle lists the renamed dra-driver-nvidia-gpu v0.5.0, "
+    "with a digest, for the operator-managed DRA driver)"
+)
+
 # The manifest digest of each image, keyed by its upstream reference (repository/name:tag).
 IMAGE_DIGESTS: dict[str, Digest | Unpublished] = {
+    # NVIDIA's DRA driver for GPUs 25.12.0
+    "nvcr.io/nvidia/k8s-dra-driver-gpu:v25.12.0": _DRA,
     # gpu-operator v25.3.4
     "nvcr.io/nvidia/gpu-operator:v25.3.4": Digest(
         "2e86875d61c030a9bd348a18bde8c4caa3d0c430a1aac642086b9cb1b3e3b015", _C34
@@ -297,6 +309,7 @@ _NGC_INDEX = Unpublished(
     "published chart"
 )
 GPU_OPERATOR_CHARTS: dict[str, Chart] = {v: Chart("gpu-operator", v, _NGC_INDEX) for v in GPU_OPERATOR_IMAGES}
+DRA_DRIVER_CHARTS: dict[str, Chart] = {v: Chart("nvidia-dra-driver-gpu", v, _NGC_INDEX) for v in DRA_DRIVER_IMAGES}
 
 # -- NCCL redistributables ---------------------------------------------------------------------------
 

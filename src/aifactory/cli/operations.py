@@ -126,6 +126,83 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
+def topology_block(stack: Stack, node: str, report: dict) -> tuple[str, list[str]]:
+    """The YAML block recording a node's compute ports for its pool, and how it compares with the stack.
+
+    What the node printed is untrusted: every name goes through the model's grammars (a PCI address,
+    an RDMA device, an interface name) before it is shown as something to paste into a stack.
+    """
+    from pydantic import ValidationError
+
+    from ..errors import ConfigError, Problem
+    from ..model import Topology
+    from ..verify.topology import differences, rails
+
+    found = rails(report)
+    if not found:
+        why = "no NVIDIA GPU" if not report.get("gpus") else "no NIC with an RDMA device"
+        raise ConfigError([Problem("--node", "", f"{node} reports {why} on its PCI bus: nothing to record")])
+    try:
+        topo = Topology.model_validate(
+            {
+                "reported_by": node,
+                "compute": [{"gpu": b.gpu, "pci": b.pci, "rdma": b.rdma, "netdev": b.netdev} for b in found],
+            }
+        )
+    except ValidationError as exc:
+        said = exc.errors()[0]["msg"]
+        raise ConfigError([Problem("--node", "", f"{node} reported a name outside its grammar: {said}")]) from None
+    view = next(n for n in stack.site.nodes if n.hostname == node)
+    pool = stack.site.pool(view.pool)
+    lines = [
+        f"# pools[{stack.site.pools.index(pool)}] ({pool.name}) of {stack.shown}: the compute ports {node} reports",
+        # Indented as a pool's keys are in the project's stacks (aifactory:site.pools[].topology).
+        "        topology:",
+        f"          reported_by: {topo.reported_by}",
+        "          compute:",
+        *(
+            f'            - {{gpu: "{p.gpu}", pci: "{p.pci}", rdma: {p.rdma}, netdev: {p.netdev}}}'
+            for p in topo.compute
+        ),
+    ]
+    notes = []
+    if pool.topology is not None:
+        recorded = [(p.gpu, p.pci, p.rdma, p.netdev) for p in pool.topology.compute]
+        diff = differences(recorded, found)
+        notes = diff or [f"matches what the stack records (reported by {pool.topology.reported_by})"]
+    return "\n".join(lines), notes
+
+
+def cmd_topology(args: argparse.Namespace) -> int:
+    import testinfra
+
+    from ..errors import ConfigError, OperationError, Problem
+    from ..grammar import shown
+    from ..verify.topology import TOPOLOGY_SNIPPET, parse
+
+    root = root_of(args)
+    (stack,) = gated(root, [args.site])
+    view = next((n for n in stack.site.nodes if n.hostname == args.node), None)
+    if view is None:
+        raise ConfigError([Problem("--node", "", f"{shown(args.node)} is no node of {stack.name}")])
+    host = testinfra.get_host(
+        f"ssh://{view.management_ip}", **({"ssh_config": str(args.ssh_config)} if args.ssh_config else {})
+    )
+    out = host.run("python3 -c %s", TOPOLOGY_SNIPPET)
+    if out.rc != 0:
+        last = (out.stderr.strip().splitlines() or [f"exit {out.rc}"])[-1]
+        raise OperationError(f"{args.node}: could not read its PCI topology: {shown(last, 200)}")
+    try:
+        report = parse(out.stdout)
+    except ValueError as exc:
+        raise OperationError(f"{args.node}: its topology report is unreadable: {shown(str(exc), 200)}") from None
+    block, notes = topology_block(stack, args.node, report)
+    print(block)
+    for note in notes:
+        print(f"# {note}")
+    return 1 if notes and not notes[0].startswith("matches") else 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inventory", help="render inventories/SITE from the stack (all sites when none named)")
     p.add_argument("sites", nargs="*", metavar="SITE", help="sites to render (default: every stack in stacks/)")
@@ -149,3 +226,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--parallel", type=positive, default=16, metavar="N", help="nodes checked at once, 1 to 256 (default 16)"
     )
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "topology",
+        help="read a node's GPU/NIC topology (sysfs) and print its pool's topology block for the stack",
+    )
+    p.add_argument("site", metavar="SITE", help="the site the node belongs to")
+    p.add_argument("--node", required=True, metavar="HOST", help="the node to read (its hostname)")
+    add_ssh_config(p)
+    p.set_defaults(func=cmd_topology)

@@ -17,6 +17,9 @@ Formats, each named by the commit that introduced its shape:
                (978a6df's gpu_stack.cuda_components and a4d5b35's kubernetes.nodes_joined are
                optional keys with defaults: still format 4)
     5  this one each pool declares its scalable_units; the file declares aifactory:stackFormat
+               (issue 21's pools[].racks and pools[].topology, gpu_stack.dra_driver and
+               kubernetes.version are optional keys with defaults, like cuda_components in 4: still
+               format 5; a format-5 file without them reads as it did, tests/test_blackwell.py)
 
 Files before format 5 declare no version: their format is read from their shape (:func:`shape_of`).
 """

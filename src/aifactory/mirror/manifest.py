@@ -106,6 +106,8 @@ def images(site: Site) -> list[Item]:
         (f"network operator {g.network_operator} {c}", supply.NETWORK_OPERATOR_IMAGES[g.network_operator][c])
         for c in nic_components(site)
     ]
+    if g.dra_driver:
+        wanted.append((f"DRA driver {g.dra_driver}", supply.DRA_DRIVER_IMAGES[g.dra_driver]))
     users: dict[Image, list[str]] = {}
     for what, image in wanted:
         users.setdefault(image, []).append(what)
@@ -113,18 +115,27 @@ def images(site: Site) -> list[Item]:
 
 
 def charts(site: Site) -> list[Item]:
-    chart = supply.GPU_OPERATOR_CHARTS[site.gpu_stack.gpu_operator]
-    location = f"{site.mirrors.charts.url}/index.yaml"
-    if isinstance(chart.digest, Digest):
-        return [Item("chart", "charts", chart.name, chart.version, "", location, f"sha256:{chart.digest.sha256}",
-                     str(chart.digest.source))]  # fmt: skip
-    return [Item("chart", "charts", chart.name, chart.version, "", location, None, "", chart.digest.why)]
-
-
-def nccl_name(site: Site) -> str:
-    """The redistributable's name on the artifact mirror (roles/nccl/vars/main.yml: nccl_redist_name)."""
     g = site.gpu_stack
-    return f"nvidia-nccl-cu{g.nccl_cuda.split('.')[0]}-{g.nccl_version}.whl"
+    wanted = [supply.GPU_OPERATOR_CHARTS[g.gpu_operator]]
+    if g.dra_driver:
+        wanted.append(supply.DRA_DRIVER_CHARTS[g.dra_driver])
+    location = f"{site.mirrors.charts.url}/index.yaml"
+    out = []
+    for chart in wanted:
+        if isinstance(chart.digest, Digest):
+            out.append(Item("chart", "charts", chart.name, chart.version, "", location,
+                            f"sha256:{chart.digest.sha256}", str(chart.digest.source)))  # fmt: skip
+        else:
+            out.append(Item("chart", "charts", chart.name, chart.version, "", location, None, "", chart.digest.why))
+    return out
+
+
+def nccl_name(site: Site, arch: str = "x86_64") -> str:
+    """The redistributable's name on the artifact mirror (roles/nccl/vars/main.yml: nccl_redist_name): the
+    x86_64 wheel under the name it always had, another CPU's with its architecture after the version."""
+    g = site.gpu_stack
+    suffix = "" if arch == "x86_64" else f"-{arch}"
+    return f"nvidia-nccl-cu{g.nccl_cuda.split('.')[0]}-{g.nccl_version}{suffix}.whl"
 
 
 def redistributables(site: Site) -> list[Item]:
@@ -133,9 +144,8 @@ def redistributables(site: Site) -> list[Item]:
     out = []
     for arch in site_arches(site):
         wheel = supply.nccl_wheel(g.nccl_version, major, arch)
-        # One file per name on the mirror: the layout has no architecture in it, so a site of two
-        # architectures needs a mirror per architecture (policy supply.digests says so).
-        location = f"{site.mirrors.artifacts.url}/nccl/{nccl_name(site)}"
+        # One file per CPU: a site of x86_64 DGX nodes and aarch64 GB200 trays serves both wheels.
+        location = f"{site.mirrors.artifacts.url}/nccl/{nccl_name(site, arch)}"
         if wheel is None:
             note = f"NCCL {g.nccl_version} for CUDA {major} on {arch}: no PyPI digest in the catalog"
             out.append(
@@ -178,18 +188,20 @@ def apt(root: Path, site: Site) -> list[Item]:
     """
     seen: dict[tuple[str, ...], Item] = {}
     g = site.gpu_stack
-    arches = [DEB_ARCH[a] for a in site_arches(site)]
     for pool in site.pools:
         node = next(n for n in site.nodes if n.pool == pool.name)
         e = expectations(root, site, node)
-        debian = [(p, f"{g.driver}-*") for p in e.driver_packages["debian"]]
+        # Each pool's packages for its own CPU (a GB200 tray is arm64: no NVSDM there, IMEX instead).
+        machine = pool.spec.cpu_arch
+        debian = [(p, f"{g.driver}-*") for p in e.driver_packages[f"debian/{machine}"]]
         debian += [(e.persistenced_package["debian"], "")] if e.persistenced_package["debian"] else []
         debian += [(p, f"{g.cuda}.*") for p in e.cuda_packages["debian"]]
         debian += [(p, "") for p in e.rdma_packages["debian"]]
-        ubuntu_cuda = [(p, f"{g.driver}-*") for p in e.driver_packages["ubuntu"]]
+        ubuntu_cuda = [(p, f"{g.driver}-*") for p in e.driver_packages[f"ubuntu/{machine}"]]
+        ubuntu_cuda += [(p, f"{g.driver}-*") for p in e.imex_packages.get("ubuntu", [])]
         ubuntu_cuda += [(p, "") for p in e.cuda_packages["ubuntu"]]
         ubuntu_cuda += [(p, g.nccl) for p in ("libnccl2", "libnccl-dev")]
-        for arch in arches:
+        for arch in [DEB_ARCH[machine]]:
             for mirror, packages in (
                 ("debian", debian),
                 ("cuda", ubuntu_cuda),

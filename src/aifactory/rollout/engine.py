@@ -146,6 +146,9 @@ def print_plan(
     )
     for b in batches:
         say(f"  {b.name:9s} {hosts_text(b.nodes)}")
+    domains = sorted({n.nvlink_domain for n in found.differing if n.nvlink_domain})
+    if domains:
+        say(f"NVLink domains kept whole, one batch each (IMEX spans the rack): {', '.join(domains)}")
     say(f"out of service before each batch: {service}")
 
 
@@ -175,7 +178,7 @@ def start(t: Target, opts: Options, service: Service, *, dry_run: bool = False, 
             f"all {len(found.nodes)} node(s) of {t.site} match the declaration ({_declared_line(d)}): nothing to roll"
         )
         return 0
-    batches = order(found.differing, opts.canary, opts.batch)
+    batches = order(found.differing, opts.canary, opts.batch, lambda n: n.nvlink_domain)
     print_plan(
         t, d, found, batches, opts, service=f"SKIPPED: {service.skipped}" if service.skipped else "cordon, then drain"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -61,23 +62,65 @@ class Batch(BaseModel):
         return batch_name(self.kind, self.index)
 
 
-def order(nodes: list[NodeView], canary_per_pool: int, size: BatchSize) -> list[Batch]:
+def _units(nodes: list[NodeView], domain_of: Callable[[NodeView], str | None]) -> list[list[NodeView]]:
+    """The nodes in site order, each NVLink domain's nodes gathered where its first one stands."""
+    units: list[list[NodeView]] = []
+    by_domain: dict[str, list[NodeView]] = {}
+    for n in nodes:
+        domain = domain_of(n)
+        if domain is None:
+            units.append([n])
+        elif domain in by_domain:
+            by_domain[domain].append(n)
+        else:
+            by_domain[domain] = [n]
+            units.append(by_domain[domain])
+    return units
+
+
+def order(
+    nodes: list[NodeView],
+    canary_per_pool: int,
+    size: BatchSize,
+    domain_of: Callable[[NodeView], str | None] = lambda _n: None,
+) -> list[Batch]:
     """Batches over ``nodes`` (those to converge, in the site's order).
 
     The canary takes the first ``canary_per_pool`` of each pool, so every SKU and pool setting is
     proven on one node before any batch; the rest follow in the site's order, ``size`` at a time
     (a percentage is of all the nodes to converge, rounded up).
+
+    ``domain_of`` names a node's multi-node NVLink domain (a GB200 NVL72 rack), or None. A domain's
+    nodes are never split between batches: the IMEX domain spans the rack, so half of it out of
+    service is the whole of it degraded. Such a domain is one unit: the canary takes whole domains
+    until it has ``canary_per_pool`` nodes of the pool, and a domain larger than ``size`` is a
+    batch of its own.
     """
+    units = _units(nodes, domain_of)
     canary: list[str] = []
     taken: dict[str, int] = {}
-    for n in nodes:
-        if taken.get(n.pool, 0) < canary_per_pool:
-            canary.append(n.hostname)
-            taken[n.pool] = taken.get(n.pool, 0) + 1
-    chosen = set(canary)
-    rest = [n.hostname for n in nodes if n.hostname not in chosen]
+    rest: list[list[NodeView]] = []
+    for unit in units:
+        pool = unit[0].pool
+        if taken.get(pool, 0) < canary_per_pool:
+            canary.extend(n.hostname for n in unit)
+            taken[pool] = taken.get(pool, 0) + len(unit)
+        else:
+            rest.append(unit)
     step = size.nodes(len(nodes))
     batches = [Batch(index=0, kind="canary", nodes=tuple(canary))] if canary else []
-    for i in range(0, len(rest), step):
-        batches.append(Batch(index=len(batches) + (0 if canary else 1), kind="batch", nodes=tuple(rest[i : i + step])))
+    current: list[str] = []
+
+    def close() -> None:
+        if current:
+            batches.append(Batch(index=len(batches) + (0 if canary else 1), kind="batch", nodes=tuple(current)))
+            current.clear()
+
+    for unit in rest:
+        if current and len(current) + len(unit) > step:
+            close()
+        current.extend(n.hostname for n in unit)
+        if len(current) >= step:
+            close()
+    close()
     return batches

@@ -18,7 +18,62 @@ def mounted(path: Path) -> bool:
     return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
 
 
-def prepare(run_: Run, site: Site, rootfs: Path, *, name: str, ip: str, prefix: int, pubkey: str) -> Path:
+# Under qemu-user (a foreign-architecture host) two parts of systemd cannot run, seen on qemu 7.2
+# with systemd 252: systemd-networkd exits with "Could not setup manager: Protocol not supported"
+# (qemu-user does not translate the generic netlink it opens), and every unit with LoadCredential=
+# fails "at step CREDENTIALS ... Invalid argument". The harness gives such a host its address with
+# iproute2 (route netlink, which qemu does translate) and empties those units' credential lists;
+# nothing the roles manage is touched.
+_QEMU_CREDENTIAL_UNITS = (
+    "systemd-sysctl.service",
+    "systemd-sysusers.service",
+    "systemd-tmpfiles-setup.service",
+    "systemd-tmpfiles-setup-dev.service",
+)
+
+
+def _address_unit(ip: str, prefix: int) -> str:
+    return (
+        "[Unit]\nDescription=host0 address (test harness: systemd-networkd cannot run under qemu-user)\n"
+        "DefaultDependencies=no\nBefore=network.target ssh.service\n\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        f"ExecStart=/sbin/ip addr replace {ip}/{prefix} dev host0\nExecStart=/sbin/ip link set host0 up\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def _link(root: Path, names: tuple[str, ...], target: str) -> None:
+    """A symlink below ``root`` (a unit enabled or masked), made without following one on the way."""
+    with directory(root, names[:-1], create=True) as fd:
+        try:
+            if os.readlink(names[-1], dir_fd=fd) == target:
+                return
+            os.unlink(names[-1], dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        except OSError:  # a file or folder where the link belongs: a host's own doing, replaced
+            os.unlink(names[-1], dir_fd=fd)
+        os.symlink(target, names[-1], dir_fd=fd)
+
+
+def prepare_emulated(merged: Path, ip: str, prefix: int) -> None:
+    """What an emulated host needs in place of systemd-networkd and the credential steps (see above)."""
+    units = ("etc", "systemd", "system")
+    write_atomic(merged.joinpath(*units, "aifactory-host0.service"), _address_unit(ip, prefix), root=merged)
+    _link(merged, (*units, "multi-user.target.wants", "aifactory-host0.service"), "../aifactory-host0.service")
+    for unit in ("systemd-networkd.service", "systemd-networkd.socket", "systemd-networkd-wait-online.service"):
+        _link(merged, (*units, unit), "/dev/null")
+    for unit in _QEMU_CREDENTIAL_UNITS:
+        write_atomic(
+            merged.joinpath(*units, f"{unit}.d", "aifactory-qemu.conf"),
+            "# test harness: credentials cannot be set up under qemu-user\n[Service]\nLoadCredential=\n",
+            root=merged,
+        )
+
+
+def prepare(
+    run_: Run, site: Site, rootfs: Path, *, name: str, ip: str, prefix: int, pubkey: str, emulated: bool = False
+) -> Path:
     d = run_.host_dir(name)
     upper, work, merged = d / "upper", d / "work", d / "merged"
     if not mounted(merged):
@@ -60,6 +115,8 @@ def prepare(run_: Run, site: Site, rootfs: Path, *, name: str, ip: str, prefix: 
     with directory(merged, ("root", ".ssh"), create=True) as fd:
         os.fchmod(fd, 0o700)
     put(merged / "root" / ".ssh" / "authorized_keys", pubkey, 0o600)
+    if emulated:
+        prepare_emulated(merged, ip, prefix)
     if not list((etc / "ssh").glob("ssh_host_*_key")):
         must(["ssh-keygen", "-A", "-f", str(merged)], f"making {name}'s host keys")
     return merged

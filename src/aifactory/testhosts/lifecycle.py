@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog import SKUS
 from ..errors import ConfigError, OperationError
 from ..stackfile import Stack, display
-from . import hosts, kube, netns, rgw, services
+from . import binfmt, hosts, kube, netns, rgw, services
 from .proc import Say, alive, all_pids, cmdline, must, owned, port_open, run, say_stdout, stop, wait
 from .rootfs import ensure_rootfs
 from .run import HostState, Run, State, load_state, other_runs, save_state
@@ -35,6 +36,9 @@ def preflight() -> None:
     if missing:
         raise OperationError(f"missing tools; install them with: apt-get install {' '.join(missing)}")
 
+
+# How much longer an emulated host's boot may take than a native one's.
+EMULATED_SLOWER = 5
 
 INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
 # Each booted container's systemd holds inotify instances of root's; past the kernel's default of
@@ -85,8 +89,12 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     save_state(run_, state)
     services.ensure_object_store(stack, root, run_, a.gateway, say)
     services.ensure_control_plane(stack, root, run_, a.gateway, say)
-    rootfs = netns.inside(run_.netns, lambda: ensure_rootfs(site, say))
-    state.rootfs = str(rootfs)
+    # One rootfs per CPU architecture the site's SKUs have (GB200 trays are aarch64, DGX x86_64).
+    machines = {n.hostname: SKUS[n.sku].cpu_arch for n in site.nodes}
+    rootfs = {
+        m: netns.inside(run_.netns, lambda m=m: ensure_rootfs(site, say, m)) for m in sorted(set(machines.values()))
+    }
+    state.rootfs = ",".join(str(r) for r in rootfs.values())
     pubkey = hosts.make_key(run_)
     running = sum(len(s.hosts) for r in other_runs(run_) if (s := _state_or_none(Run(r, run_.site))))
     make_room_for(len(site.nodes) + running, say)
@@ -98,7 +106,16 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
         h = known.get(node.hostname) or HostState(name=node.hostname, ip=str(node.management_ip))
         h.ip = str(node.management_ip)
         if not alive(h.pid):
-            merged = hosts.prepare(run_, site, rootfs, name=h.name, ip=h.ip, prefix=a.prefix, pubkey=pubkey)
+            merged = hosts.prepare(
+                run_,
+                site,
+                rootfs[machines[h.name]],
+                name=h.name,
+                ip=h.ip,
+                prefix=a.prefix,
+                pubkey=pubkey,
+                emulated=machines[h.name] != binfmt.native(),
+            )
             h.pid = netns.inside(run_.netns, lambda h=h, merged=merged: hosts.boot(run_, h.name, merged))
             started.append(h)
         all_hosts.append(h)
@@ -106,16 +123,20 @@ def up(stack: Stack, root: Path, run_: Run, say: Say = say_stdout) -> State:
     save_state(run_, state)
     hosts.write_ssh_config(run_, all_hosts)
 
+    # An emulated (arm64) host's systemd and sshd run under qemu-user: its boot takes minutes, not seconds.
+    def patience(h: HostState, native: float) -> float:
+        return native if machines[h.name] == binfmt.native() else native * EMULATED_SLOWER
+
     def sshd_up() -> None:
         for h in started:
             log = run_.host_dir(h.name) / "console.log"
-            wait(f"sshd on {h.name} ({h.ip})", lambda h=h: port_open(h.ip, 22), 90, h.pid, log)
+            wait(f"sshd on {h.name} ({h.ip})", lambda h=h: port_open(h.ip, 22), patience(h, 90), h.pid, log)
 
     netns.inside(run_.netns, sshd_up)
     for h in all_hosts:
-        wait(f"an SSH login to {h.name}", lambda h=h: hosts.ssh_ready(run_, h.name), 60)
+        wait(f"an SSH login to {h.name}", lambda h=h: hosts.ssh_ready(run_, h.name), patience(h, 60))
     for h in all_hosts:
-        say(f"host {h.name}: {h.ip} {'started' if h in started else 'already up'} (pid {h.pid})")
+        say(f"host {h.name}: {h.ip} {machines[h.name]} {'started' if h in started else 'already up'} (pid {h.pid})")
     took, total = time.monotonic() - t_hosts, time.monotonic() - t0
     say(f"test hosts up: {len(all_hosts)} in {took:.1f} s (all steps {total:.1f} s)")
     say(f"  ssh -F {run_.ssh_config} {all_hosts[0].name}")

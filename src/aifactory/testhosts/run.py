@@ -112,8 +112,9 @@ class State(_State):
     prefix: Annotated[int, Field(ge=8, le=30)]
     hosts: list[HostState] = Field(default_factory=list, max_length=4096)
     relay_pid: _Pid = 0
+    relay_port: Annotated[int, Field(ge=0, le=65_535)] = 0  # the shared proxy's port the relay points at
     mirror_pid: _Pid = 0
-    rootfs: Annotated[str, StringConstraints(max_length=4096)] = ""
+    rootfs: Annotated[str, StringConstraints(max_length=8192)] = ""  # one per CPU architecture, comma-separated
 
 
 def load_state(run: Run) -> State | None:

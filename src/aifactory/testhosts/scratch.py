@@ -101,3 +101,53 @@ def country_copy(root: Path, where: Path, site: str, passphrase: str) -> Path:
     doc = yaml.safe_load((root / "stacks" / f"Pulumi.{site}.yaml").read_text())
     (where / "stacks" / f"Pulumi.{site}.yaml").write_text(yaml.safe_dump(reencrypted(doc, passphrase), sort_keys=False))
     return where
+
+
+# Where the lab cannot be what a GB200 site is, the rack-scale lab says so, check by check: the
+# policy gate prints each skip with its reason, as an audit would.
+RACK_SCALE_SKIPS = [
+    {
+        "id": "compat.sku-driver",
+        "reason": "the lab's Debian mirror has driver 535.261.03 only, below Blackwell's floor; its hosts have no GPU",
+    },
+    {
+        "id": "compat.computedomain-driver",
+        "reason": "the lab's Debian mirror has driver 535.261.03 only; no ComputeDomain runs on hosts without a GPU",
+    },
+    {
+        "id": "compat.nccl-cuda",
+        "reason": "Debian's CUDA is 11.8, and NVIDIA publishes aarch64 NCCL for CUDA 12 only (PyPI nvidia-nccl-cu11)",
+    },
+    {
+        "id": "topology.rack-size",
+        "reason": "the lab plays one compute tray of a rack: one arm64 host under qemu-user is what CI affords",
+    },
+]
+RACK_SCALE_NCCL = "2.27.7-1+cuda12.8"
+
+
+def rack_scale_lab(root: Path, where: Path) -> Path:
+    """The lab with one DGX node (x86_64) beside one GB200 NVL72 compute tray (aarch64) in a rack of its own.
+
+    Both play their nodes for real: the tray boots an arm64 Debian under qemu-user-static, takes the
+    aarch64 NCCL wheel, and masks its IMEX service for the DRA driver, as a GB200 tray does.
+    """
+    project_with(root, where, 1, {"nccl": RACK_SCALE_NCCL, "dra_driver": "25.12.0"})
+    doc = read_stack(where)
+    site = doc["config"]["aifactory:site"]
+    site["kubernetes"]["version"] = "1.34.2"
+    site["pools"].append(
+        {
+            "name": "gb200",
+            "sku": "gb200-nvl72",
+            "hostname": "{site}-gb200-{index:02d}",
+            "ip_offset": 31,
+            "nodes": [{"bmc": "172.29.1.31", "mac": "02:a1:f0:00:00:31"}],
+            "scalable_units": [{"name": "su2", "nodes": 1}],
+            "racks": [{"name": "lab-r1", "trays": [1]}],
+        }
+    )
+    site["policies"] = {"skip": RACK_SCALE_SKIPS}
+    doc["config"]["aifactory:bmcCredentials"]["gb200"] = copy.deepcopy(doc["config"]["aifactory:bmcCredentials"]["gpu"])
+    write_stack(where, doc)
+    return where

@@ -187,8 +187,13 @@ def release_proxy(still_running: list[str], say: Say) -> None:
 def ensure_proxy_relay(run: Run, state: State, a: Addresses, say: Say) -> None:
     """The declared proxy address inside the run's namespace, relayed to the shared proxy."""
     port = shared_proxy(say)
-    if alive(state.relay_pid) and netns.inside(run.netns, lambda: port_open(a.gateway, a.proxy_port)):
+    relaying = alive(state.relay_pid) and owned(state.relay_pid, run.netns)
+    if relaying and state.relay_port == port and netns.inside(run.netns, lambda: port_open(a.gateway, a.proxy_port)):
         return
+    if relaying:
+        # The shared proxy came back on another port (another run stopped it and a third started
+        # one; seen on a machine several checkouts share): the relay still points at the old one.
+        stop([state.relay_pid], grace=5)
     log = run.dir / "proxy-relay.out"
     state.relay_pid = spawn(
         [
@@ -212,6 +217,7 @@ def ensure_proxy_relay(run: Run, state: State, a: Addresses, say: Say) -> None:
             log,
         ),
     )
+    state.relay_port = port
     say(f"package proxy: {a.gateway}:{a.proxy_port} in {run.netns}, relayed to the shared proxy")
 
 
@@ -223,14 +229,24 @@ def artifact_root() -> Path:
 
 
 def ensure_artifacts(site: Site, say: Say) -> None:
-    """Stock the artifact mirror with what the site's roles fetch from it (NCCL's redistributable)."""
+    """Stock the artifact mirror with what the site's roles fetch from it: NCCL's redistributable, one
+    wheel per CPU architecture the site's SKUs have (roles/nccl names the aarch64 one with its arch)."""
+    from ..catalog import SKUS
+
+    for machine in sorted({SKUS[p.sku].cpu_arch for p in site.pools}):
+        _ensure_nccl(site, machine, say)
+
+
+def _ensure_nccl(site: Site, machine: str, say: Say) -> None:
+    from ..mirror.manifest import nccl_name
+
     g = site.gpu_stack
     major = g.nccl_cuda.split(".")[0]
     prefix = urlsplit(site.mirrors.artifacts.url).path.strip("/")
-    target = artifact_root() / prefix / "nccl" / f"nvidia-nccl-cu{major}-{g.nccl_version}.whl"
+    target = artifact_root() / prefix / "nccl" / nccl_name(site, machine)
     if target.is_file():
         return
-    say(f"artifact mirror: fetching NCCL {g.nccl_version} for CUDA {major} (nvidia-nccl-cu{major}) from PyPI")
+    say(f"artifact mirror: fetching NCCL {g.nccl_version} (nvidia-nccl-cu{major}, {machine}) from PyPI")
     with tempfile.TemporaryDirectory() as tmp:
         must(
             [
@@ -242,14 +258,14 @@ def ensure_artifacts(site: Site, say: Say) -> None:
                 "--no-deps",
                 "--only-binary=:all:",
                 "--platform",
-                "manylinux2014_x86_64",
+                f"manylinux2014_{machine}",
                 "--python-version",
                 "3.11",
                 f"nvidia-nccl-cu{major}=={g.nccl_version}",
                 "-d",
                 tmp,
             ],
-            "downloading the NCCL redistributable",
+            f"downloading the NCCL redistributable for {machine}",
         )
         (wheel,) = Path(tmp).glob("*.whl")
         target.parent.mkdir(parents=True, exist_ok=True)

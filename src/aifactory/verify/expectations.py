@@ -39,6 +39,10 @@ def for_branch(table: list[dict[str, Any]], branch: int) -> list[str]:
     return []
 
 
+# CPU architectures as the node reports them (uname -m, Ansible's ansible_architecture).
+MACHINES = ("x86_64", "aarch64")
+
+
 @dataclass(frozen=True)
 class SkuFacts:
     """What verify checks of a node's system, from the catalog's SKU."""
@@ -46,7 +50,7 @@ class SkuFacts:
     name: str
     gpu_count: int
     gpu_product_prefix: str
-    nvlinks_per_gpu: int
+    nvlinks_per_gpu: int | None  # None: no source states it; the node's GPUs must agree with each other
     nvswitch: bool
 
 
@@ -59,6 +63,7 @@ class NodeExpectations:
     cuda: str
     cuda_components: str
     nccl_version: str
+    # "<distro>/<machine>" -> the driver packages pinned and held there.
     driver_packages: dict[str, list[str]]
     persistenced_package: dict[str, str]
     cuda_packages: dict[str, list[str]]
@@ -66,6 +71,8 @@ class NodeExpectations:
     sysctl: dict[str, str]
     memlock: str
     allreduce: Threshold | None
+    # A rack-scale SKU's all-reduce figure is a whole rack's: never compared with one tray (reason only).
+    rack_allreduce: Threshold | None
     rdma_packages: dict[str, list[str]]
     # rail name -> (RDMA device, netdev), from the catalog's port map: what roles/rdma set up.
     rails: dict[str, tuple[str, str]]
@@ -74,6 +81,18 @@ class NodeExpectations:
     gdr_write: Threshold | None
     # nccl-tests' all_reduce_perf as roles/nccl builds it on GPU nodes (its defaults and vars).
     all_reduce_perf: str
+    # The compute ports in rail order as (GPU PCI address or "" where the source names GPUs by
+    # index, NIC PCI address, RDMA device, netdev), and where they come from: the catalog's NVIDIA
+    # table or a node's report recorded in the stack. Empty where neither exists.
+    topology: list[tuple[str, str, str, str]]
+    topology_source: str
+    # Rack-scale trays: the rack, its trays' (address, hostname) in the rack's order (the IMEX node
+    # list), who runs IMEX ("dra" or "host"), the IMEX packages per distro, the config folder.
+    rack: str
+    imex_nodes: list[tuple[str, str]]
+    imex_daemon: str
+    imex_packages: dict[str, list[str]]
+    imex_config_dir: str
 
     def gpudirect_method(self, distro: str, kernel: str) -> str:
         """DMA-BUF with open modules on a new enough kernel, nvidia-peermem otherwise (the role's rule)."""
@@ -102,9 +121,12 @@ class NodeExpectations:
                 **raw,
                 "sku": SkuFacts(**raw["sku"]),
                 "allreduce": threshold(raw["allreduce"]),
+                "rack_allreduce": threshold(raw["rack_allreduce"]),
                 "gdr_write": threshold(raw["gdr_write"]),
                 "rails": {k: tuple(v) for k, v in raw["rails"].items()},
                 "gpudirect": {k: tuple(v) for k, v in raw["gpudirect"].items()},
+                "topology": [tuple(v) for v in raw["topology"]],
+                "imex_nodes": [tuple(v) for v in raw["imex_nodes"]],
             }
         )
 
@@ -121,16 +143,24 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         conf["NCCL_IB_HCA"] = "=" + ",".join(gv["nccl_ib_hca"])
     if "nccl_ib_gid_index" in gv:
         conf["NCCL_IB_GID_INDEX"] = str(gv["nccl_ib_gid_index"])
+    for key, name in (("nccl_mnnvl_enable", "NCCL_MNNVL_ENABLE"), ("nccl_nvls_enable", "NCCL_NVLS_ENABLE")):
+        if gv.get(key) is not None:
+            conf[name] = str(gv[key])
     sku = SKUS[node.sku]
     deb, ubu = role_vars(root, "nvidia_driver", "Debian"), role_vars(root, "nvidia_driver", "Ubuntu")
     b = g.driver_branch
     rv = {d: role_vars(root, "rdma", d) for d in ("Debian", "Ubuntu")}
-    ubuntu_driver = for_branch(ubu["nvidia_driver_packages"], b)
-    if sku.nvswitch:
-        ubuntu_driver += for_branch(ubu["nvidia_driver_fabric_manager_packages"], b)
-    if sku.nvlink_generation >= 5:
-        ubuntu_driver += for_branch(ubu["nvidia_driver_nvlink5_pinned_packages"], b)
-        ubuntu_driver += list(ubu["nvidia_driver_nvlink5_packages"])
+
+    def ubuntu_driver(machine: str) -> list[str]:
+        """What roles/nvidia_driver installs on Ubuntu for this branch, SKU and CPU (its packages_ubuntu.yml)."""
+        names = for_branch(ubu["nvidia_driver_packages"], b)
+        if sku.nvswitch:
+            names += for_branch(ubu["nvidia_driver_fabric_manager_packages"], b)
+        if sku.nvlink_generation >= 5 and sku.nvswitch:
+            if machine in ubu["nvidia_driver_nvsdm_architectures"]:
+                names += for_branch(ubu["nvidia_driver_nvsdm_packages"], b)
+            names += for_branch(ubu["nvidia_driver_nvlink5_packages"], b)
+        return names
     return NodeExpectations(
         site=site.code,
         hostname=node.hostname,
@@ -139,7 +169,10 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         cuda=g.cuda,
         cuda_components=g.cuda_components,
         nccl_version=g.nccl_version,
-        driver_packages={"debian": list(deb["nvidia_driver_packages"]), "ubuntu": ubuntu_driver},
+        driver_packages={
+            **{f"debian/{m}": list(deb["nvidia_driver_packages"]) for m in MACHINES},
+            **{f"ubuntu/{m}": ubuntu_driver(m) for m in MACHINES},
+        },
         persistenced_package={"debian": deb["nvidia_driver_persistenced_package"], "ubuntu": ""},
         cuda_packages={
             "debian": list(cuda["cuda_toolkit_packages_debian"][g.cuda_components]),
@@ -152,6 +185,7 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         sysctl={k: str(v) for k, v in base["nvidia_base_sysctl"].items()},
         memlock=str(base["nvidia_base_memlock"]),
         allreduce=sku.allreduce_busbw,
+        rack_allreduce=sku.rack_allreduce_busbw,
         rdma_packages={d.lower(): list(rv[d]["rdma_packages"]) for d in rv},
         rails={r["name"]: (r["rdma"], r["netdev"]) for r in gv["rdma_rails"]},
         gpudirect={
@@ -166,4 +200,42 @@ def expectations(root: Path, site: Site, node: NodeView) -> NodeExpectations:
         all_reduce_perf=(
             f"{nccl['nccl_tests_install_root']}/{gv['nccl_tests_version']}-nccl{g.nccl_version}/build/all_reduce_perf"
         ),
+        **topology_of(site, node),
+        **imex_of(root, site, node),
     )
+
+
+def imex_of(root: Path, site: Site, node: NodeView) -> dict[str, Any]:
+    """The node's IMEX domain as roles/nvidia_imex writes it (inventory group_vars_rack, the role's tables)."""
+    from ..inventory import group_vars_rack
+
+    if not (SKUS[node.sku].mnnvl and node.rack):
+        none: dict[str, Any] = {"imex_nodes": [], "imex_daemon": "", "imex_packages": {}, "imex_config_dir": ""}
+        return {"rack": node.rack or "", **none}
+    members = site.rack_nodes()[node.rack]
+    addresses = group_vars_rack(site, node.rack)["nvidia_imex_nodes"]
+    branch = site.gpu_stack.driver_branch
+    return {
+        "rack": node.rack,
+        "imex_nodes": [(ip, n.hostname) for ip, n in zip(addresses, members, strict=True)],
+        "imex_daemon": group_vars_all(site)["nvidia_imex_daemon"],
+        "imex_packages": {
+            d.lower(): for_branch(role_vars(root, "nvidia_imex", d)["nvidia_imex_packages"], branch)
+            for d in ("Debian", "Ubuntu")
+        },
+        "imex_config_dir": str(role_defaults(root, "nvidia_imex")["nvidia_imex_config_dir"]),
+    }
+
+
+def topology_of(site: Site, node: NodeView) -> dict[str, Any]:
+    """What verify compares a node's own PCI topology with: its SKU's port map, rail by rail."""
+    ports = site.port_map(node.sku)
+    if ports is None:
+        return {"topology": [], "topology_source": ""}
+    fabric = site.network.fabric.type
+    pool = site.pool(node.pool)
+    reported = pool.topology.compute if pool.topology is not None and SKUS[node.sku].ports is None else None
+    rows = [
+        (reported[i].gpu if reported else "", p.pci, p.rdma, p.netdev(fabric)) for i, p in enumerate(ports.compute)
+    ]
+    return {"topology": rows, "topology_source": str(ports.source)}

@@ -41,6 +41,17 @@ class Gpu:
     remapped_uncorrectable: int | None
     fabric_state: str | None
     fabric_status: str | None
+    # The NVLink fabric's cluster UUID and clique of the GPU (None where not on a multi-node fabric).
+    cluster_uuid: str | None = None
+    clique_id: str | None = None
+
+    @property
+    def clique(self) -> str | None:
+        """``<ClusterUUID>.<CliqueID>``: what GPU feature discovery labels nvidia.com/gpu.clique, and what
+        the DRA driver compares (dra-driver-nvidia-gpu cmd/compute-domain-kubelet-plugin/nvlib.go)."""
+        if not self.cluster_uuid or not self.clique_id:
+            return None
+        return f"{self.cluster_uuid}.{self.clique_id}"
 
     @property
     def ecc_enabled(self) -> bool:
@@ -91,6 +102,8 @@ def parse_nvidia_smi_xml(text: str) -> SmiReport:
                 remapped_uncorrectable=int(unc) if unc and unc.isdigit() else None,
                 fabric_state=_text(g, "fabric/state"),
                 fabric_status=_text(g, "fabric/status"),
+                cluster_uuid=_text(g, "fabric/clusterUuid"),
+                clique_id=_text(g, "fabric/cliqueId"),
             )
         )
     attached = _text(root, "attached_gpus")

@@ -33,14 +33,14 @@ def nccl_version(code: int) -> str:
 # One round trip per node: the packages' versions from dpkg, NCCL's from the library the dynamic
 # linker finds (what a job would load). The package names arrive as one JSON argument.
 VERSIONS_SNIPPET = """
-import ctypes, json, subprocess, sys
+import ctypes, json, platform, subprocess, sys
 wanted = json.loads(sys.argv[1])
 distro = ""
 for line in open("/etc/os-release"):
     if line.startswith("ID="):
         distro = line.split("=", 1)[1].strip().strip('"')
 out = {}
-for component, packages in wanted.get(distro, {}).items():
+for component, packages in wanted.get(distro + "/" + platform.machine(), {}).items():
     got = subprocess.run(["dpkg-query", "-W", "-f=${Version}\\t${db:Status-Status}", packages[0]],
                          capture_output=True, text=True)
     version, _, status = got.stdout.partition("\\t")
@@ -55,12 +55,13 @@ print(json.dumps({"distro": distro, "versions": out}))
 
 
 def packages_of(expect: NodeExpectations) -> dict[str, dict[str, list[str]]]:
-    """distro -> component -> packages, the first of which carries the component's version."""
-    return {
-        distro: {"driver": expect.driver_packages[distro], "cuda": expect.cuda_packages[distro]}
-        for distro in expect.driver_packages
-        if expect.driver_packages[distro] and expect.cuda_packages.get(distro)
-    }
+    """"<distro>/<machine>" -> component -> packages, the first of which carries the component's version."""
+    out = {}
+    for key, driver in expect.driver_packages.items():
+        cuda = expect.cuda_packages.get(key.split("/")[0])
+        if driver and cuda:
+            out[key] = {"driver": driver, "cuda": cuda}
+    return out
 
 
 def read_versions(address: str, expect: NodeExpectations, ssh_config: Path | None = None) -> dict[str, str]:

@@ -34,6 +34,8 @@ class NodeResult:
     checks: dict[str, CheckResult] = field(default_factory=dict)
     error: str = ""
     seconds: float = 0.0
+    # Values a check recorded for the checks across nodes (record_property): the tray's NVLink clique.
+    properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -51,6 +53,16 @@ def select(stack: Stack, root: Path, limit: str | None) -> list[NodeView]:
         return list(stack.site.nodes)
     chosen = set(hosts_matching(stack, root, limit, inventory_checked=True))
     return [n for n in stack.site.nodes if n.hostname in chosen]
+
+
+def _parse_properties(path: Path) -> dict[str, str]:
+    """The properties the node's checks recorded (junit <property name= value=>), values cut to 200 characters."""
+    root = ET.parse(path).getroot()  # noqa: S314
+    return {
+        str(prop.get("name", ""))[:64]: str(prop.get("value", ""))[:200]
+        for case in root.iter("testcase")
+        for prop in case.iter("property")
+    }
 
 
 def _parse_junit(path: Path) -> dict[str, CheckResult]:
@@ -104,6 +116,7 @@ def verify_node(stack: Stack, root: Path, node: NodeView, ssh_config: Path | Non
     result = NodeResult(node, seconds=time.monotonic() - start)
     if junit.is_file():
         result.checks = _parse_junit(junit)
+        result.properties = _parse_properties(junit)
     if proc.returncode not in (0, 1) or not result.checks:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
         result.error = f"suite did not run (exit {proc.returncode}): {' | '.join(tail)}"
@@ -140,7 +153,37 @@ def run(
                 f" in {r.seconds:.1f} s" + (f" ({r.error})" if r.error else "")
             )
             results.append(r)
+    across_racks(results)
     return results
+
+
+CLIQUE_CHECK = "nvlink_clique_matches_rack"
+
+
+def across_racks(results: list[NodeResult]) -> None:
+    """The checks only a rack can answer: its trays on one NVLink clique, no two racks on the same.
+
+    A tray's clique is what its own check recorded (nvidia-smi's fabric cluster UUID and clique ID,
+    the value GPU feature discovery puts in nvidia.com/gpu.clique); a tray that recorded none (no
+    GPU) is skipped with the reason.
+    """
+    from .imex import clique_problems
+
+    by_rack: dict[str, dict[str, str]] = {}
+    for r in results:
+        if r.node.nvlink_domain and "clique" in r.properties:
+            by_rack.setdefault(r.node.nvlink_domain, {})[r.node.hostname] = r.properties["clique"]
+    problems = clique_problems(by_rack)
+    for r in results:
+        if not r.node.nvlink_domain:
+            continue
+        if r.node.hostname in problems:
+            r.checks[CLIQUE_CHECK] = CheckResult(FAIL, problems[r.node.hostname])
+        elif "clique" in r.properties:
+            peers = len(by_rack[r.node.nvlink_domain])
+            r.checks[CLIQUE_CHECK] = CheckResult(PASS, f"{peers} tray(s) of {r.node.nvlink_domain} on one clique")
+        else:
+            r.checks[CLIQUE_CHECK] = CheckResult(SKIP, "no NVLink clique read on this tray (no GPU answered)")
 
 
 def table(results: list[NodeResult]) -> str:

@@ -19,6 +19,7 @@ class Facts:
     distro: str  # "debian" or "ubuntu"
     release: str
     kernel: str
+    machine: str  # uname -m: x86_64 or aarch64
     container: str  # systemd-detect-virt --container, "" on bare metal
     can_raise_limits: bool
     smi: SmiReport | None
@@ -69,6 +70,7 @@ def facts(host) -> Facts:
         distro=(info.distribution or "").lower(),
         release=info.release or "",
         kernel=host.run("uname -r").stdout.strip(),
+        machine=host.run("uname -m").stdout.strip(),
         container=container,
         can_raise_limits=bool(_cap_bounding(host) >> CAP_SYS_RESOURCE & 1),
         smi=report,

@@ -14,8 +14,10 @@ import pytest
 from conftest import Facts, run_python
 
 from aifactory.verify.expectations import NodeExpectations
+from aifactory.verify.imex import IMEX_READY, node_list_problems
 from aifactory.verify.parsers import parse_all_reduce, parse_ib_write_bw, parse_nvlink_status
 from aifactory.verify.probe import NCCL_SNIPPET, nccl_version
+from aifactory.verify.topology import TOPOLOGY_SNIPPET, differences, rails
 
 SUPPORTED = {("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
 MIN_KERNEL = (5, 15)
@@ -124,7 +126,9 @@ def test_kernel_parameters_live(host, expect: NodeExpectations, facts: Facts):
 
 
 def test_driver_packages_pinned_and_held(host, expect: NodeExpectations, facts: Facts):
-    problems = _pinned_and_held(host, expect.driver_packages[facts.distro], expect.driver + "-")
+    packages = expect.driver_packages.get(f"{facts.distro}/{facts.machine}")
+    assert packages is not None, f"no driver packages are known for {facts.distro} on {facts.machine}"
+    problems = _pinned_and_held(host, packages, expect.driver + "-")
     if expect.persistenced_package[facts.distro]:
         problems += _pinned_and_held(host, [expect.persistenced_package[facts.distro]], "")
     assert not problems, "; ".join(problems)
@@ -160,8 +164,11 @@ def test_nvcc_version(host, expect: NodeExpectations):
 
 _CUDART = """
 import ctypes, json, os, subprocess
+import platform
+# ldconfig -p tags each entry with its ABI: "libc6,x86-64" on amd64, "libc6,AArch64" on arm64.
+abi = {"x86_64": "x86-64", "aarch64": "AArch64"}[platform.machine()]
 lines = [l for l in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()
-         if "libcudart.so." in l and "x86-64" in l]
+         if "libcudart.so." in l and abi in l]
 if not lines:
     print(json.dumps({"path": None})); raise SystemExit
 path = lines[0].split("=>")[1].strip()
@@ -250,8 +257,14 @@ def test_nvlink_all_up(host, expect: NodeExpectations, facts: Facts):
         f"no NVLink status for GPUs {missing}: a {expect.sku.name} has {expect.sku.gpu_count}, the node lists "
         f"{sorted(status.links)}"
     )
-    short = {g: status.active(g) for g in status.links if status.active(g) != expect.sku.nvlinks_per_gpu}
-    assert not short, f"active NVLinks per GPU {short}, each should have {expect.sku.nvlinks_per_gpu}"
+    want = expect.sku.nvlinks_per_gpu
+    if want is None:
+        # No source states the count (GB200 trays): every GPU of the node must show the same, and some.
+        counts = {status.active(g) for g in status.links}
+        assert len(counts) == 1 and 0 not in counts, f"active NVLinks per GPU differ on this node: {status.links}"
+        return
+    short = {g: status.active(g) for g in status.links if status.active(g) != want}
+    assert not short, f"active NVLinks per GPU {short}, each should have {want}"
 
 
 # What nvidia-smi reports in <fabric> once Fabric Manager has trained a GPU's NVLinks into the fabric: NVML's
@@ -278,6 +291,12 @@ def test_fabric_manager(host, expect: NodeExpectations, facts: Facts):
 def test_all_reduce_bandwidth(host, expect: NodeExpectations, facts: Facts):
     _require_gpu(facts)
     threshold = expect.allreduce
+    if threshold is None and expect.rack_allreduce is not None:
+        rack = expect.rack_allreduce
+        pytest.skip(
+            f"the only all-reduce figure for {expect.sku.name} is a whole rack's ({rack.value:g} {rack.unit}, "
+            f"{rack.source}): no threshold for one tray"
+        )
     if threshold is None:
         pytest.skip(f"no published all-reduce threshold for {expect.sku.name}")
     binary = expect.all_reduce_perf
@@ -293,6 +312,74 @@ def test_all_reduce_bandwidth(host, expect: NodeExpectations, facts: Facts):
         f"all-reduce bus bandwidth {busbw} {threshold.unit} at {result.largest.size} B is below "
         f"{threshold.value} ({threshold.source})"
     )
+
+
+# -- IMEX and the NVLink clique (rack-scale trays) -----------------------------------------------
+
+
+def _rack_scale(expect: NodeExpectations) -> None:
+    if not expect.imex_nodes:
+        pytest.skip(f"{expect.sku.name} is not a rack-scale SKU: its NVLink domain is the node, no IMEX")
+
+
+def test_imex_packages_pinned_and_held(host, expect: NodeExpectations, facts: Facts):
+    _rack_scale(expect)
+    packages = expect.imex_packages.get(facts.distro, [])
+    if not packages:
+        pytest.skip(f"{facts.distro} ships no IMEX package (NVIDIA's CUDA repository for Ubuntu does)")
+    problems = _pinned_and_held(host, packages, expect.driver + "-")
+    assert not problems, "; ".join(problems)
+
+
+def test_imex_node_list_is_the_rack(host, expect: NodeExpectations):
+    """nodes_config.cfg holds exactly the trays of this node's rack, in the rack's order."""
+    _rack_scale(expect)
+    path = f"{expect.imex_config_dir}/nodes_config.cfg"
+    conf = host.file(path)
+    assert conf.exists, f"{path} is missing: the IMEX domain of rack {expect.rack} is not configured"
+    problems = node_list_problems(expect.imex_nodes, conf.content_string)
+    assert not problems, f"{path} " + "; ".join(problems) + f" (rack {expect.rack})"
+
+
+def test_imex_service_state(host, expect: NodeExpectations):
+    """Masked where the DRA driver runs IMEX (NVIDIA's GPU operator docs); enabled where the host runs it."""
+    _rack_scale(expect)
+    state = host.run("systemctl is-enabled nvidia-imex.service").stdout.strip()
+    if expect.imex_daemon == "dra":
+        assert state == "masked", f"nvidia-imex.service is {state or 'unknown'}; the DRA driver runs IMEX: mask it"
+    else:
+        assert state == "enabled", f"nvidia-imex.service is {state or 'absent'}; the host runs the rack's domain"
+
+
+def test_imex_domain_ready(host, expect: NodeExpectations, facts: Facts):
+    _rack_scale(expect)
+    if expect.imex_daemon == "dra":
+        pytest.skip("the DRA driver runs IMEX per ComputeDomain: readiness is the ComputeDomain's status")
+    _require_gpu(facts)
+    out = host.run("nvidia-imex-ctl -q")
+    said = (out.stdout or out.stderr).strip()[:200]
+    assert out.rc == 0 and out.stdout.strip() == IMEX_READY, f"nvidia-imex-ctl -q: {said}"
+
+
+def test_imex_channels(host, expect: NodeExpectations, facts: Facts):
+    """The driver registers the IMEX channel device; host-run IMEX has channel 0 (NVreg_CreateImexChannel0)."""
+    _rack_scale(expect)
+    _require_gpu(facts)
+    devices = host.file("/proc/devices").content_string
+    assert "nvidia-caps-imex-channels" in devices, "the driver registers no nvidia-caps-imex-channels device"
+    if expect.imex_daemon == "host":
+        assert host.file("/dev/nvidia-caps-imex-channels/channel0").exists, "IMEX channel 0 is missing"
+
+
+def test_nvlink_clique(expect: NodeExpectations, facts: Facts, record_property):
+    """Every GPU of the tray on one NVLink clique; the runner compares the cliques of a rack's trays."""
+    _rack_scale(expect)
+    _require_gpu(facts)
+    cliques = {g.index: g.clique for g in facts.smi.gpus}
+    loose = sorted(k for k, v in cliques.items() if v is None)
+    assert not loose, f"GPUs without an NVLink fabric clique: {loose}"
+    assert len(set(cliques.values())) == 1, f"the tray's GPUs are on different cliques: {cliques}"
+    record_property("clique", next(iter(cliques.values())))
 
 
 # -- RDMA fabric, GPUDirect RDMA and DCGM ---------------------------------------------------------
@@ -325,6 +412,26 @@ def test_rdma_rails_active(host, expect: NodeExpectations):
         if not host.file(f"/sys/class/net/{netdev}").exists:
             problems.append(f"{rail}: no netdev {netdev}")
     assert not problems, "; ".join(problems)
+
+
+def test_pci_topology_matches_the_pool(host, expect: NodeExpectations):
+    """The NIC beside each GPU, read from this node's sysfs, is the one its pool's rail runs over.
+
+    A node cabled or populated differently from its pool (a NIC in another slot, a renamed device)
+    fails here, naming what the node reports and what the pool declares.
+    """
+    report = run_python(host, TOPOLOGY_SNIPPET)
+    if not report["gpus"]:
+        pytest.skip("no NVIDIA GPU on this node's PCI bus (/sys/bus/pci/devices): no GPU/NIC topology to compare")
+    found = rails(report)
+    if not expect.topology:
+        reported = ", ".join(f"GPU {b.gpu}: {b.names()}" for b in found) or "no RDMA NIC"
+        pytest.fail(
+            f"nothing records the compute ports of {expect.sku.name} (the catalog has no NVIDIA table): this node "
+            f"reports {reported}; record them with `aifactory topology {expect.site} --node {expect.hostname}`"
+        )
+    problems = differences(expect.topology, found)
+    assert not problems, "; ".join(problems) + f" [pool's ports: {expect.topology_source}]"
 
 
 def test_gpudirect_rdma(host, expect: NodeExpectations, facts: Facts):
