@@ -152,3 +152,58 @@ def test_a_node_added_to_the_stack_is_exactly_its_resources_and_removing_it_dele
 
     cli.run("destroy", "--yes", "--skip-preview", capture=True)
     assert lab_pulumi.leftovers(api, run_plan(load_stack(where, "lab"))) == []
+
+
+def test_a_tenant_removed_from_the_stack_leaves_its_bucket_and_data_on_the_store(
+    engines, control_plane, store, tmp_path
+):
+    """Retiring a tenant deletes its namespace and networks, never its bucket; nor does forgetting it, or destroy."""
+    from aifactory.storage import s3
+
+    where = scratch.pulumi_project(ROOT, tmp_path / "project")
+    write_copy(where, 1, store.endpoint)
+    stack = load_stack(where, "lab")
+    assert stack.s3_credential is not None
+    kube.apply_crds(control_plane, services.crd_files(ROOT, stack.site))
+    cli = Cli(
+        engines,
+        where,
+        "lab",
+        f"file://{tmp_path / 'state'}",
+        tmp_path / "home",
+        {"PULUMI_CONFIG_PASSPHRASE_FILE": str(LAB_PASSPHRASE), "KUBECONFIG": str(control_plane.kubeconfig)},
+        say=lambda _m: None,
+    )
+    cli.select()
+    cli.run("up", "--yes", "--skip-preview", capture=True)
+    crypter = Crypter.from_state(read_passphrase_file(LAB_PASSPHRASE), stack.encryptionsalt)
+    creds = s3.Credentials(stack.s3_credential.access_key_id, crypter.decrypt(stack.s3_credential.secret_ciphertext))
+    owner = s3.client(store.endpoint, store.region, creds)
+    owner.put_object(Bucket="lab-ci", Key="results/run-1.json", Body=b'{"ok": true}')
+    core = client.CoreV1Api(control_plane.client())
+    assert core.read_namespace("ci").metadata.name == "ci"
+
+    # Retire ci: one entry out of tenants, one into retired_tenants (its bucket, kept until a date).
+    doc = scratch.read_stack(where)
+    site = doc["config"]["aifactory:site"]
+    site["tenants"] = [t for t in site["tenants"] if t["name"] != "ci"]
+    site["retired_tenants"] = [{"name": "ci", "buckets": ["lab-ci"], "retain_until": "2032-12-01"}]
+    scratch.write_stack(where, doc)
+    steps = non_same(cli.preview_json("--diff"))
+    deleted = {name for op, _type, name in steps if op == "delete"}
+    assert "tenant-ci" in deleted and "ci-nad-rail0" in deleted, steps
+    assert not any("bucket-lab-ci" in name for name in deleted), steps
+    cli.run("up", "--yes", "--skip-preview", capture=True)
+    assert owner.get_object(Bucket="lab-ci", Key="results/run-1.json")["Body"].read() == b'{"ok": true}'
+
+    # The record dropped as well: the bucket leaves the program and the state, and stays on the store.
+    del site["retired_tenants"]
+    scratch.write_stack(where, doc)
+    steps = non_same(cli.preview_json("--diff"))
+    assert {name for op, _type, name in steps} == {"bucket-lab-ci"}, steps
+    cli.run("up", "--yes", "--skip-preview", capture=True)
+    assert owner.get_object(Bucket="lab-ci", Key="results/run-1.json")["Body"].read() == b'{"ok": true}'
+    assert "bucket-lab-ci" not in cli.run("stack", "--show-urns", capture=True).stdout
+
+    cli.run("destroy", "--yes", "--skip-preview", capture=True)
+    assert {b["Name"] for b in owner.list_buckets()["Buckets"]} >= {"lab-ci", "lab-research", "lab-evidence"}

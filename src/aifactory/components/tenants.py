@@ -55,9 +55,10 @@ def isolation_validations() -> list[dict[str, str]]:
     """Rules that keep each tenant's pods on its side: its nodes, its attachments, nobody else's.
 
     A tenant holding nodes (Namespace label DEDICATED_NODES) must select them by the tenant label
-    and may tolerate their taint; no tenant may tolerate another's taint, tolerate every taint, pin
-    a node by name (the scheduler, and so every taint, is bypassed), or attach to a network outside
-    its namespace (its own attachments carry its fabric partition).
+    and may tolerate their taint; no tenant may select another's nodes by that label, tolerate
+    another's taint, tolerate every taint, pin a node by name (the scheduler, and so every taint,
+    is bypassed), or attach to a network outside its namespace (its attachments carry its fabric
+    partition).
     """
     key, ns = labels.TENANT, "namespaceObject.metadata.name"
     dedicated = f"has(namespaceObject.metadata.labels) && '{DEDICATED_NODES}' in namespaceObject.metadata.labels"
@@ -66,6 +67,12 @@ def isolation_validations() -> list[dict[str, str]]:
             "expression": f"!({dedicated}) || (has(object.spec.nodeSelector) && '{key}' in object.spec.nodeSelector"
             f" && object.spec.nodeSelector['{key}'] == {ns})",
             "message": f"this tenant's pods run on its own nodes: set nodeSelector {key}: <the namespace>",
+        },
+        {
+            # Another tenant's nodes are tainted too; selecting them is refused here, not left Pending.
+            "expression": f"!has(object.spec.nodeSelector) || !('{key}' in object.spec.nodeSelector)"
+            f" || object.spec.nodeSelector['{key}'] == {ns}",
+            "message": "a tenant's pods may select only its own nodes",
         },
         {
             "expression": "!has(object.spec.tolerations) || object.spec.tolerations.all(t, "
