@@ -134,9 +134,9 @@ def test_a_value_the_dra_chart_does_not_have_is_caught():
 
 
 def _readme_compute_domain() -> dict:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "blackwell.md").read_text()
     block = re.search(r"```yaml\n(apiVersion: resource\.nvidia\.com/v1beta1\nkind: ComputeDomain\n.*?)```", text, re.S)
-    assert block, "README shows no ComputeDomain"
+    assert block, "docs/blackwell.md shows no ComputeDomain"
     return yaml.safe_load(block[1])
 
 

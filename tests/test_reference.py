@@ -9,7 +9,7 @@ from aifactory.policy import CHECK_IDS
 
 from .conftest import ROOT
 
-DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "roles").glob("*/README.md")])
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "roles").glob("*/README.md")])
 # A field path as the docs write one: `gpu_stack.driver`, `pools[].sku`, `network.fabric.rails[0].name`.
 _PATH = re.compile(r"`((?:aifactory:site\.)?[a-z_]+(?:\[[0-9]*\])?(?:\.[a-z_]+(?:\[[0-9]*\])?)+)`")
 TOP = {p.split(".")[0].removesuffix("[]") for p in reference.paths()}

@@ -21,7 +21,7 @@ from .catalog import Version, supply
 from .errors import ConfigError, Problem, natural
 from .grammar import shown
 from .model import Site, field_path, ipam_blocks
-from .secrets import read_passphrase_file, verifies
+from .secrets import SecretsError, read_passphrase_file, verifies
 from .stackfile import CREDENTIALS_KEY, SITE_KEY, Stack, load_neighbours
 
 
@@ -1099,7 +1099,12 @@ def check_secrets(stack: Stack) -> Iterator[Result]:
     if stack.name == LAB_SITE or not stack.encryptionsalt:
         return
     lab_passphrase = _lab_passphrase(stack.path.parent / LAB_PASSPHRASE)
-    if lab_passphrase is not None and verifies(lab_passphrase, stack.encryptionsalt):
+    if lab_passphrase is None:
+        # A project without the lab (a country team's own repository) has no lab key to compare with.
+        yield Result(
+            "secrets.lab-passphrase", Severity.INFO, stack.name, "encryptionsalt", f"no {LAB_PASSPHRASE} to compare with"
+        )
+    elif verifies(lab_passphrase, stack.encryptionsalt):
         yield Result(
             "secrets.lab-passphrase",
             Severity.ERROR,
@@ -1138,7 +1143,7 @@ LAB_PASSPHRASE = "lab.passphrase"  # noqa: S105 - the name of the lab's public p
 def _lab_passphrase(path: Path) -> str | None:
     try:
         return read_passphrase_file(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, SecretsError):  # absent or unreadable: nothing to compare with
         return None
 
 
