@@ -113,6 +113,11 @@ def test_za_has_tenants_with_nodes_and_one_without():
             ),
             "a tenant's pods may tolerate only its own nodes' taint",
         ),
+        (
+            "sa-genomics",
+            pod("no-toleration", nodeSelector={labels.TENANT: "sa-genomics"}),
+            "must tolerate its nodes' taint",
+        ),
         ("wits-ai", pod("tolerates-all", tolerations=[{"operator": "Exists"}]), "never every taint"),
         ("sa-genomics", pod("by-name", nodeName="za-h100a-01", **own_nodes("sa-genomics")), "may not name a node"),
         # Host namespaces, each one.

@@ -1102,7 +1102,11 @@ def check_secrets(stack: Stack) -> Iterator[Result]:
     if lab_passphrase is None:
         # A project without the lab (a country team's own repository) has no lab key to compare with.
         yield Result(
-            "secrets.lab-passphrase", Severity.INFO, stack.name, "encryptionsalt", f"no {LAB_PASSPHRASE} to compare with"
+            "secrets.lab-passphrase",
+            Severity.INFO,
+            stack.name,
+            "encryptionsalt",
+            f"no {LAB_PASSPHRASE} to compare with",
         )
     elif verifies(lab_passphrase, stack.encryptionsalt):
         yield Result(

@@ -55,7 +55,7 @@ def isolation_validations() -> list[dict[str, str]]:
     """Rules that keep each tenant's pods on its side: its nodes, its attachments, nobody else's.
 
     A tenant holding nodes (Namespace label DEDICATED_NODES) must select them by the tenant label
-    and may tolerate their taint; no tenant may select another's nodes by that label, tolerate
+    and tolerate their taint; no tenant may select another's nodes by that label, tolerate
     another's taint, tolerate every taint, pin a node by name (the scheduler, and so every taint,
     is bypassed), or attach to a network outside its namespace (its attachments carry its fabric
     partition).
@@ -67,6 +67,12 @@ def isolation_validations() -> list[dict[str, str]]:
             "expression": f"!({dedicated}) || (has(object.spec.nodeSelector) && '{key}' in object.spec.nodeSelector"
             f" && object.spec.nodeSelector['{key}'] == {ns})",
             "message": f"this tenant's pods run on its own nodes: set nodeSelector {key}: <the namespace>",
+        },
+        {
+            # Without it the pod selects its nodes and can never be scheduled there: refused now, not Pending.
+            "expression": f"!({dedicated}) || (has(object.spec.tolerations) && object.spec.tolerations.exists(t, "
+            f"has(t.key) && t.key == '{key}' && has(t.value) && t.value == {ns}))",
+            "message": f"this tenant's pods must tolerate its nodes' taint: toleration {key}=<the namespace>",
         },
         {
             # Another tenant's nodes are tainted too; selecting them is refused here, not left Pending.
