@@ -35,7 +35,7 @@ class Break:
     tests: tuple[str, ...]
 
 
-P = "src/aifactory/policy.py"
+P = "src/aifactory/policies"
 G = "src/aifactory/grammar.py"
 M = "src/aifactory/model.py"
 POLICY = ("tests/test_policy.py",)
@@ -46,82 +46,96 @@ BREAKS: tuple[Break, ...] = (
     # -- one per policy family, and the registry's rules ------------------------------------------
     Break(
         "policy residency: every host proven in-country",
-        P,
+        f"{P}/residency.py",
         "    return _in_ranges(host, ic.networks) or _under(host, ic.dns_suffixes)",
         "    return True",
         POLICY,
     ),
     Break(
         "policy residency.state-backend: s3 without endpoint= is local",
-        P,
+        f"{P}/residency.py",
         '            return None, "an s3:// URL without endpoint= stores state in AWS S3"',
         '            return "", ""',
         POLICY,
     ),
     Break(
         "policy residency-sites: two countries' claims never compared",
-        P,
+        f"{P}/residency.py",
         "        if name == subject or other.jurisdiction.data_residency == me.jurisdiction.data_residency:",
         "        if True:",
         POLICY,
     ),
     Break(
         "policy compat.nccl-cuda: CUDA majors never compared",
-        P,
+        f"{P}/compat.py",
         '    if int(g.nccl_cuda.split(".")[0]) != g.cuda_major:',
         "    if False:",
         POLICY,
     ),
     Break(
         "policy compat.sku-driver: SKU minimum driver ignored",
-        P,
+        f"{P}/compat.py",
         "        if not g.driver_at_least(sku.min_driver):",
         "        if False:",
         POLICY,
     ),
-    Break("policy net.overlap: overlaps ignored", P, "            if a.overlaps(b):", "            if False:", POLICY),
+    Break(
+        "policy net.overlap: overlaps ignored",
+        f"{P}/net.py",
+        "            if a.overlaps(b):",
+        "            if False:",
+        POLICY,
+    ),
     Break(
         "policy net-sites: cross-site overlaps ignored",
-        P,
+        f"{P}/net.py",
         "                    if na.overlaps(nb):",
         "                    if False:",
         POLICY,
     ),
     Break(
         "policy secrets.lab-passphrase: lab key never tried",
-        P,
+        f"{P}/secrets.py",
         "    if lab_passphrase is not None and verifies(lab_passphrase, stack.encryptionsalt):",
         "    if False:",
         POLICY,
     ),
     Break(
         "policy tenants.quota: double the GPUs allowed",
-        P,
+        f"{P}/tenants.py",
         "    if total > site.gpu_total:",
         "    if total > 2 * site.gpu_total:",
         POLICY,
     ),
     Break(
-        "policy supply.digests: NCCL without digest passes", P, "        if wheel is None:", "        if False:", POLICY
+        "policy supply.digests: NCCL without digest passes",
+        f"{P}/supply.py",
+        "        if wheel is None:",
+        "        if False:",
+        POLICY,
     ),
     Break(
         "policy supply.cuda-key: any non-empty key passes",
-        P,
+        f"{P}/supply.py",
         "    if declared != supply.CUDA_REPO_KEY_FINGERPRINT:",
         "    if not declared:",
         POLICY,
     ),
     Break(
         "policy policies.skip: residency skippable",
-        P,
+        f"{P}/registry.py",
         "        barred = sorted(set(hits) & _UNSKIPPABLE)",
         "        barred = []",
         POLICY,
     ),
     Break(
-        "registry: undeclared ids pass", P, "            if r.id not in self.checks:", "            if False:", POLICY
+        "registry: undeclared ids pass",
+        f"{P}/base.py",
+        "            if r.id not in self.checks:",
+        "            if False:",
+        POLICY,
     ),
-    Break("registry: scope ignored", P, '        if self.scope == "site":', "        if False:", POLICY),
+    Break("registry: scope ignored", f"{P}/base.py", '        if self.scope == "site":', "        if False:", POLICY),
     # -- one per grammar ------------------------------------------------------------------------------
     Break("grammar ifname", G, '_IFNAME = _full(r"[A-Za-z0-9_.:-]{1,15}")', '_IFNAME = _full(r"[^/]{1,15}")', GRAMMAR),
     Break("grammar rdma device", G, '_RDMA = _full(r"[a-z][a-z0-9_]{0,62}")', '_RDMA = _full(r".{1,63}")', GRAMMAR),

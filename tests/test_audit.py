@@ -41,7 +41,7 @@ def test_report_is_complete_and_reproducible(workdir, cli, tmp_path, root):
     assert f"<code>{digest}</code>" in html
     assert "aifactory audit eg --out DIR --as-of 2026-11-23 --against approved" in md
     # Every check that ran is listed with its result, the ones that speak only on failure too.
-    from aifactory.policy import CHECK_IDS
+    from aifactory.policies import CHECK_IDS
 
     for check in CHECK_IDS:
         assert f"`{check}`" in md, check

@@ -20,7 +20,7 @@ from aifactory import catalog, inventory, labels
 from aifactory.components.dra_driver import dra_driver_values
 from aifactory.errors import ConfigError
 from aifactory.manifests import helm_releases, objects
-from aifactory.policy import Severity
+from aifactory.policies import Severity
 from aifactory.rollout.order import BatchSize, order
 from aifactory.stackfile import load_stack
 from aifactory.verify.imex import clique_problems, node_list_problems

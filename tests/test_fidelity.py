@@ -14,7 +14,7 @@ import yaml
 from aifactory import inventory, labels
 from aifactory.manifests import helm_releases, objects
 from aifactory.model import ipam_blocks
-from aifactory.policy import Severity, evaluate
+from aifactory.policies import Severity, evaluate
 from aifactory.stackfile import load_stack
 from aifactory.verify.expectations import expectations
 

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from aifactory.policy import Severity, evaluate, evaluate_sites
+from aifactory.policies import Severity, evaluate, evaluate_sites
 from aifactory.stackfile import load_stack
 
 from .conftest import ROOT, SITES
@@ -337,13 +337,13 @@ def test_a_site_may_skip_a_check_with_a_reason_but_never_residency_or_secrets():
 
 
 def _rogue(monkeypatch, policy):
-    from aifactory import policy as registry
+    from aifactory.policies import registry
 
     monkeypatch.setitem(registry.REGISTRY, policy.name, policy)
 
 
 def test_a_finding_under_an_undeclared_id_is_an_internal_error_not_an_ok(monkeypatch):
-    from aifactory.policy import Policy, Result, UndeclaredCheck
+    from aifactory.policies import Policy, Result, UndeclaredCheck
 
     def run(subject):
         yield Result("tenants.quota", Severity.INFO, subject.stack.name, "aifactory:site.tenants", "declared")
@@ -355,7 +355,7 @@ def test_a_finding_under_an_undeclared_id_is_an_internal_error_not_an_ok(monkeyp
 
 
 def test_an_undeclared_id_exits_70_from_the_cli(monkeypatch, cli):
-    from aifactory.policy import Policy, Result
+    from aifactory.policies import Policy, Result
 
     def run(subject):
         yield Result("net.no-such", Severity.ERROR, subject.stack.name, "aifactory:site", "undeclared")
@@ -368,7 +368,7 @@ def test_an_undeclared_id_exits_70_from_the_cli(monkeypatch, cli):
 
 def test_every_policy_reports_only_the_ids_it_declares_on_every_site():
     """Each policy run alone, before evaluate adds its "no finding" lines: what it yields is what it declares."""
-    from aifactory.policy import REGISTRY, Subject
+    from aifactory.policies import REGISTRY, Subject
 
     stacks = [load_stack(ROOT, s) for s in SITES]
     for stack in stacks:
@@ -379,7 +379,7 @@ def test_every_policy_reports_only_the_ids_it_declares_on_every_site():
 
 
 def test_a_site_scoped_policy_sees_no_other_site_and_a_cross_site_one_sees_them_all(monkeypatch):
-    from aifactory.policy import Policy, Result
+    from aifactory.policies import Policy, Result
 
     seen = {}
 
@@ -401,14 +401,72 @@ def test_a_site_scoped_policy_sees_no_other_site_and_a_cross_site_one_sees_them_
 
 
 def test_a_policy_of_an_unknown_scope_is_refused():
-    from aifactory.policy import Policy
+    from aifactory.policies import Policy
 
     with pytest.raises(ValueError, match="scope"):
         Policy("odd", "odd", "sitewide", ("tenants.quota",), lambda s: ())
 
 
+def _layout_problems(registry, families):
+    """What breaks the package's layout: one module per family, each module's policies in ``registry``.
+
+    Every module of aifactory.policies but the machinery (base, registry) is a family module, named
+    after its family: its policies declare check ids of that family only, and each is registered.
+    """
+    import importlib
+    import pkgutil
+
+    import aifactory.policies as package
+    from aifactory.policies import SKIP_CHECK
+
+    problems = []
+    owners: dict[str, list[str]] = {}
+    registered = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name in ("base", "registry"):
+            continue
+        declared = getattr(importlib.import_module(f"aifactory.policies.{info.name}"), "POLICIES", ())
+        if not declared:
+            problems.append(f"{info.name}.py declares no policies")
+        for policy in declared:
+            of = sorted({c.split(".")[0] for c in policy.checks})
+            if of != [info.name]:
+                problems.append(f"{info.name}.py: policy {policy.name} declares checks of {of}")
+            if registry.get(policy.name) is not policy:
+                problems.append(f"{info.name}.py: policy {policy.name} is not in the registry")
+            registered.add(policy.name)
+            for family in of:
+                owners.setdefault(family, []).append(info.name)
+    problems += [f"policy {name} belongs to no family module" for name in sorted(set(registry) - registered)]
+    for family in families:
+        modules = sorted(set(owners.get(family, [])))
+        # The skip check's family is the registry's own; every other is its module's alone.
+        if modules != ([] if family == SKIP_CHECK.split(".")[0] else [family]):
+            problems.append(f"family {family} is declared by {modules or 'no family module'}")
+    problems += [f"family {f} is in no registered policy" for f in sorted(set(owners) - set(families))]
+    return problems
+
+
+def test_every_family_is_one_module_and_every_module_is_registered():
+    from aifactory.policies import CHECK_IDS, FAMILIES, REGISTRY, SKIP_CHECK, registry
+
+    assert _layout_problems(REGISTRY, FAMILIES) == []
+    assert {c.split(".")[0] for c in CHECK_IDS} == set(FAMILIES)
+    # The order the registry's docstring documents is the order it runs the modules in.
+    names = ", ".join(m.__name__.rsplit(".", 1)[1] for m in registry.FAMILY_MODULES)
+    assert f"\n    {names}\n" in registry.__doc__
+    # A family module left out of the registry: its policies run nowhere, and this says so.
+    left_out = {n: p for n, p in REGISTRY.items() if not p.checks[0].startswith("tenants.")}
+    families = sorted({c.split(".")[0] for p in left_out.values() for c in p.checks} | {SKIP_CHECK.split(".")[0]})
+    assert _layout_problems(left_out, families) == [
+        "tenants.py: policy tenants is not in the registry",
+        "tenants.py: policy tenant-isolation is not in the registry",
+        "family tenants is in no registered policy",
+    ]
+
+
 def test_every_declared_id_leaves_a_line_on_every_site():
-    from aifactory.policy import CHECK_IDS
+    from aifactory.policies import CHECK_IDS
 
     stacks = [load_stack(ROOT, s) for s in SITES]
     for stack in stacks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from aifactory import reference
-from aifactory.policy import CHECK_IDS
+from aifactory.policies import CHECK_IDS
 
 from .conftest import ROOT
 

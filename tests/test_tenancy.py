@@ -23,7 +23,7 @@ from aifactory import inventory, tenancy
 from aifactory.components.storage import bucket_options
 from aifactory.manifests import objects
 from aifactory.plan import run_plan
-from aifactory.policy import Severity
+from aifactory.policies import Severity
 from aifactory.stackfile import load_stack
 from aifactory.storage import spec
 
@@ -68,7 +68,7 @@ def _site(change) -> Any:
 
 
 def _findings(site, check: str) -> list[str]:
-    from aifactory.policy import check_isolation
+    from aifactory.policies.tenants import check_isolation
 
     return [f"{r.severity.value} {r.message}" for r in check_isolation(site, date(2026, 12, 1)) if r.id == check]
 
@@ -142,7 +142,7 @@ def test_a_retired_tenants_buckets_are_kept_and_reported_until_their_day():
     kept = specs["za-old-lab"]
     assert kept["tags"]["aifactory.io/tenant"] == "old-lab" and kept["versioning"]
     assert kept["policy"] is None or "TenantOnly" not in kept["policy"]  # granted to no one but the owner
-    from aifactory.policy import check_isolation
+    from aifactory.policies.tenants import check_isolation
 
     late = [r for r in check_isolation(site, date(2027, 7, 1)) if r.id == "tenants.retired"]
     assert late[0].severity == Severity.WARNING and "may be deleted by hand" in late[0].message

@@ -349,7 +349,7 @@ def test_a_planted_wrong_redistributable_is_caught_by_check_and_refused_by_the_r
 def test_payloads_in_the_stack_run_nothing_on_real_hosts(stack, hosts, tmp_path):
     """The injection test on a real test host: a hostile but admitted stack, the real roles over SSH."""
     from aifactory import inventory
-    from aifactory.policy import gate
+    from aifactory.policies import gate
     from aifactory.stackfile import load_stack as load
 
     from .test_injection import MARKER, hostile_lab

@@ -25,7 +25,7 @@ from .errors import ConfigError, Problem
 from .fsutil import refuse_irregular, write_atomic
 from .migrations import CURRENT
 from .plan import run_plan
-from .policy import Result, Severity, evaluate_sites
+from .policies import Result, Severity, evaluate_sites
 from .stackfile import Stack, list_stacks, load_stack, stack_path
 from .storage import spec
 

@@ -6,7 +6,7 @@ policies all derive from an instance of :class:`Site`; nothing here is restated 
 
 Validation in this module is structural (types, formats, references inside one site).
 Judgements about a valid site (residency, version compatibility, network plan) are
-policies in :mod:`aifactory.policy`, so that they carry ids and severities.
+policies in :mod:`aifactory.policies`, so that they carry ids and severities.
 """
 
 from __future__ import annotations

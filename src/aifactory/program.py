@@ -22,7 +22,7 @@ from .components.storage import SiteStorage, StorageArgs
 from .components.tenants import SiteTenants, TenantsArgs
 from .errors import ConfigError
 from .model import Site
-from .policy import gate
+from .policies import gate
 from .stackfile import CREDENTIALS_KEY, PROJECT, SITE_KEY, load_stack, project_root, validation_problems
 
 

@@ -29,7 +29,7 @@ def site_args(names: Sequence[str]) -> list[str]:
 
 def gated(root: Path, names: Sequence[str]) -> list[Stack]:
     """Load the stacks a command acts on and put them through the policy gate (errors: exit 2)."""
-    from ..policy import gate
+    from ..policies import gate
     from ..stackfile import load_stacks
 
     stacks = load_stacks(root, site_args(names))

@@ -32,7 +32,7 @@ def _stdin_value() -> str:
 
 
 def cmd_secret(args: argparse.Namespace) -> int:
-    from ..policy import LAB_PASSPHRASE, LAB_SITE
+    from ..policies.secrets import LAB_PASSPHRASE, LAB_SITE
     from ..secrets import Crypter, SecretsError, read_passphrase, read_passphrase_file, salt_problem
     from ..stackfile import display, read_yaml, stack_path
 

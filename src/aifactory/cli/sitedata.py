@@ -58,7 +58,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
 def validate_sites(root: Path, names: Sequence[str], only: Sequence[str] | None = None, verbose: bool = False) -> bool:
     """Run the policies over these sites and their interconnected neighbours; print the findings; all passed?"""
     from .. import findings
-    from ..policy import Severity, evaluate_sites, select
+    from ..policies import Severity, evaluate_sites, select
     from ..stackfile import load_neighbours, load_stacks
 
     checks = select(only)
@@ -146,7 +146,7 @@ def _revision(root: Path, rev: str | None, since: str | None, option: str = "--r
 def cmd_diff(args: argparse.Namespace) -> int:
     from .. import diff, history
     from ..plan import run_plan
-    from ..policy import gate
+    from ..policies import gate
     from ..stackfile import load_stack
     from .common import site_args
 
@@ -214,7 +214,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for path in write_report(root, stack, out, as_of, against, live=live):
         print(path)
     if args.even_if_failing:
-        from ..policy import gate
+        from ..policies import gate
 
         gate([stack], root, as_of)
     return 0
