@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from pydantic import BaseModel, Field
+
 from aifactory import reference
 from aifactory.policies import CHECK_IDS
 
@@ -57,3 +59,21 @@ def test_the_check_catches_a_field_the_schema_refuses():
 
 def test_the_generated_site_file_reference_is_current():
     assert (ROOT / "docs" / "site-file.md").read_text() == reference.render()
+
+
+def test_every_field_the_reference_walks_has_a_description():
+    assert reference.undescribed() == []
+
+
+class _Inner(BaseModel):
+    told: int = Field(description="said")
+    untold: int
+
+
+class _Outer(BaseModel):
+    inner: list[_Inner] = Field(description="said")
+    bare: str
+
+
+def test_the_description_check_finds_an_undescribed_field_at_any_depth():
+    assert reference.undescribed(_Outer) == ["inner[].untold", "bare"]

@@ -142,31 +142,54 @@ class InCountry(Strict):
     """What makes an endpoint in-country: proven from its name or address, never from a declared country."""
 
     dns_suffixes: list[Domain] = Field(
-        min_length=1, max_length=64, description="DNS suffixes operated in the country, e.g. za.aifactory.internal"
+        min_length=1,
+        max_length=64,
+        description="DNS zones operated in the country, e.g. za.aifactory.internal: an endpoint named under one is "
+        "in-country (policy residency.in-country); none may cover a global public service (residency.suffixes)",
     )
     networks: list[IPv4Network] = Field(
-        default_factory=list, max_length=256, description="Address ranges operated in the country"
+        default_factory=list,
+        max_length=256,
+        description="IPv4 ranges operated in the country: an endpoint whose address is inside one is in-country "
+        "(policy residency.in-country); none wider than a /8 (residency.suffixes)",
     )
 
 
 class Jurisdiction(Strict):
-    law: Text = Field(description="Data-protection law the site operates under")
-    regulator: Text
-    data_residency: Country = Field(description="Country in which data, models and control must stay")
-    in_country: InCountry
+    law: Text = Field(description="Data-protection law the site operates under (one line); printed in the audit report")
+    regulator: Text = Field(description="The authority that enforces that law (one line); printed in the audit report")
+    data_residency: Country = Field(
+        description="Country (ISO 3166-1 alpha-2) in which data, models and control must stay: every endpoint, the "
+        "state backend and the site itself are checked against it (policy residency); label aifactory.io/jurisdiction "
+        "on nodes, tenant namespaces and bucket tags"
+    )
+    in_country: InCountry = Field(
+        description="What proves an endpoint is in that country: its name or its address, never its declared "
+        "country; no two countries may claim the same zone or range (policy residency.claims-sites)"
+    )
 
 
 class Location(Strict):
-    city: Text
-    facility: Text
-    region: Text | None = None
+    city: Text = Field(
+        description="City of the data centre (one line); printed in the audit report and by aifactory sites"
+    )
+    facility: Text = Field(description="The data centre building or hall (one line); printed in the audit report")
+    region: Text | None = Field(
+        default=None, description="Province or state (one line); printed in the audit report where set"
+    )
 
 
 class Endpoint(Strict):
     """A network service the site depends on, and the country it is operated in."""
 
-    url: HttpUrl
-    country: Country
+    url: HttpUrl = Field(
+        description="The service's http(s) URL, read where the field holding it says; its host must be proven "
+        "in-country by jurisdiction.in_country and be no global public service (policy residency)"
+    )
+    country: Country = Field(
+        description="Country (ISO 3166-1 alpha-2) the service is operated in; must be jurisdiction.data_residency "
+        "(policy residency.in-country)"
+    )
 
     @property
     def host(self) -> str:
@@ -174,14 +197,26 @@ class Endpoint(Strict):
 
 
 class AptMirror(Endpoint):
-    signing_key_fingerprint: Fingerprint = Field(default="", description="Pinned OpenPGP key, 40 hex digits")
+    signing_key_fingerprint: Fingerprint = Field(
+        default="",
+        description="OpenPGP fingerprint (40 hex digits) of the key the repository is signed with; read for "
+        "mirrors.cuda only: inventory nvidia_base_cuda_repo_key_fingerprint, which roles/nvidia_base pins, and "
+        "policy supply.cuda-key, which requires NVIDIA's key",
+    )
 
 
 class Registry(Strict):
     """An OCI registry mirror; images are addressed as host/path without a scheme."""
 
-    host: RegistryHost
-    country: Country
+    host: RegistryHost = Field(
+        description="The registry as images are addressed, host[:port][/path] without a scheme: the GPU operator's, "
+        "network operator's and DRA driver's images are pulled from under it by their upstream paths; its host "
+        "must be proven in-country (policy residency)"
+    )
+    country: Country = Field(
+        description="Country (ISO 3166-1 alpha-2) the registry is operated in; must be jurisdiction.data_residency "
+        "(policy residency.in-country)"
+    )
 
     @property
     def hostname(self) -> str:
@@ -189,17 +224,39 @@ class Registry(Strict):
 
 
 class Mirrors(Strict):
-    debian: AptMirror = Field(description="Debian archive mirror (main contrib non-free non-free-firmware)")
-    ubuntu: AptMirror = Field(description="Ubuntu archive mirror for DGX OS nodes")
-    cuda: AptMirror = Field(description="Mirror of NVIDIA's CUDA apt repository")
-    artifacts: Endpoint = Field(description="Mirror of NVIDIA redistributables (NCCL and friends)")
-    charts: Endpoint = Field(description="Helm chart repository mirror")
-    containers: Registry = Field(description="Container registry mirror")
+    debian: AptMirror = Field(
+        description="Debian archive mirror (main contrib non-free non-free-firmware): the apt source of Debian nodes "
+        "(inventory nvidia_base_debian_mirror); the lab builds its test hosts through it"
+    )
+    ubuntu: AptMirror = Field(
+        description="Ubuntu archive mirror: the apt source of Ubuntu (DGX OS) nodes (inventory "
+        "nvidia_base_ubuntu_mirror)"
+    )
+    cuda: AptMirror = Field(
+        description="Mirror of NVIDIA's CUDA apt repository, the source of the driver, CUDA and NCCL packages on "
+        "Ubuntu nodes (inventory nvidia_base_cuda_repo_url)"
+    )
+    artifacts: Endpoint = Field(
+        description="Mirror of NVIDIA redistributables: Debian nodes take NCCL from URL/nccl/ and GPU nodes "
+        "nccl-tests from URL/nccl-tests/ (inventory nccl_artifacts_url)"
+    )
+    charts: Endpoint = Field(
+        description="Helm chart repository mirror: pulumi up installs the gpu-operator and DRA driver charts from it"
+    )
+    containers: Registry = Field(
+        description="Container registry mirror: every image of the cluster's NVIDIA components is pulled from it"
+    )
 
 
 class Node(Strict):
-    bmc: IPv4Address = Field(description="Redfish BMC address")
-    mac: MacAddress = Field(description="MAC address of the provisioning (PXE) interface")
+    bmc: IPv4Address = Field(
+        description="Redfish BMC address: the node's BareMetalHost reaches it as redfish://ADDRESS; inside "
+        "network.bmc (policy net.bmc), unique in the site (net.unique)"
+    )
+    mac: MacAddress = Field(
+        description="MAC address of the provisioning (PXE) interface: the BareMetalHost's bootMACAddress, "
+        "inventory aifactory_boot_mac; unique in the site (policy net.unique)"
+    )
 
 
 class ReportedPort(Strict):
@@ -207,8 +264,14 @@ class ReportedPort(Strict):
 
     gpu: PciAddress = Field(description="the GPU this port sits beside")
     pci: PciAddress = Field(description="the NIC function")
-    rdma: RdmaDevice
-    netdev: IfName
+    rdma: RdmaDevice = Field(
+        description="its RDMA device as the node names it (e.g. mlx5_0): the rail's entry in nccl_ib_hca and "
+        "rdma_rails of the SKU's group_vars"
+    )
+    netdev: IfName = Field(
+        description="its network interface, in the mode the port runs: the rail's netdev in rdma_rails and the "
+        "NicClusterPolicy's RDMA device selector (ifNames)"
+    )
 
 
 class Topology(Strict):
@@ -220,7 +283,12 @@ class Topology(Strict):
     """
 
     reported_by: DnsLabel = Field(description="the node it was read from")
-    compute: list[ReportedPort] = Field(min_length=1, max_length=64)
+    compute: list[ReportedPort] = Field(
+        min_length=1,
+        max_length=64,
+        description="the compute ports in rail order (rail N runs over compute[N]), as aifactory topology printed "
+        "them; verify fails a node of the pool whose own differ",
+    )
 
 
 class Rack(Strict):
@@ -231,8 +299,17 @@ class Rack(Strict):
     nvidia.com/gpu.clique expectation, the aifactory.io/rack label and the rollout's batches.
     """
 
-    name: DnsLabel
-    trays: list[Annotated[int, Field(ge=1, le=MAX_NODES_PER_POOL)]] = Field(min_length=1, max_length=1024)
+    name: DnsLabel = Field(
+        description="The rack's name, unique in the site: node label aifactory.io/rack and inventory group "
+        "rack_NAME; on a rack-scale SKU also its NVLink domain, which a rollout keeps in one batch"
+    )
+    trays: list[Annotated[int, Field(ge=1, le=MAX_NODES_PER_POOL)]] = Field(
+        min_length=1,
+        max_length=1024,
+        description="The pool's node indexes (1-based, as {index}) of the rack's compute trays, in the order of its "
+        "IMEX node list (nvidia_imex_nodes); a tray sits in one rack; a rack-scale SKU's rack holds the SKU's count "
+        "(policy topology.rack-size)",
+    )
 
 
 class ScalableUnit(Strict):
@@ -243,17 +320,30 @@ class ScalableUnit(Strict):
 
 
 class NodePool(Strict):
-    name: DnsLabel
-    sku: SkuName
+    name: DnsLabel = Field(
+        description="The pool's name, unique in the site: {pool} in hostnames, inventory group pool_NAME, node label "
+        "aifactory.io/pool, and the key of its BMC credentials (aifactory:bmcCredentials.NAME, Secret SITE-NAME-bmc)"
+    )
+    sku: SkuName = Field(
+        description="The pool's system, a SKU of the catalog (src/aifactory/catalog): its GPUs, compute NICs, port "
+        "table and minimum driver and CUDA (policy compat.sku-driver); inventory group sku_SKU, node label "
+        "aifactory.io/sku"
+    )
     hostname: HostnameScheme = Field(
-        description="{site}, {pool} and {index} (1-based, optional zero-pad width as in {index:03d})"
+        description="Hostname scheme of the pool's nodes from {site}, {pool} and {index} (1-based, optional zero-pad "
+        "width as in {index:03d}); every hostname it renders must be a DNS label, unique in the site"
     )
     ip_offset: int = Field(
         ge=1,
         le=MAX_HOST_NUMBER,
         description="Host number of the pool's first node; a node has the same host number on every network",
     )
-    nodes: list[Node] = Field(min_length=1, max_length=MAX_NODES_PER_POOL)
+    nodes: list[Node] = Field(
+        min_length=1,
+        max_length=MAX_NODES_PER_POOL,
+        description="The pool's nodes in order: node N (1-based) is {index} N and has host number ip_offset + N - 1; "
+        "pulumi up declares one Metal3 BareMetalHost for each",
+    )
     scalable_units: list[ScalableUnit] = Field(
         min_length=1,
         max_length=MAX_NODES_PER_POOL,
@@ -335,9 +425,23 @@ class NodePool(Strict):
 
 
 class Subnet(Strict):
-    cidr: IPv4Network
-    gateway: IPv4Address | None = None
-    vlan: int | None = Field(default=None, ge=1, le=4094)
+    cidr: IPv4Network = Field(
+        description="The network's IPv4 prefix; it overlaps no other network of the site or of another "
+        "(policy net.overlap, net.overlap-sites); on management and storage a node's address is its host number in "
+        "it (net.capacity), on bmc every node's bmc address is inside it (net.bmc)"
+    )
+    gateway: IPv4Address | None = Field(
+        default=None,
+        description="The network's gateway, inside cidr (policy net.gateway); the lab's test-host bridge takes the "
+        "management gateway's address; no role configures it on nodes",
+    )
+    vlan: int | None = Field(
+        default=None,
+        ge=1,
+        le=4094,
+        description="802.1Q VLAN id (1-4094) of the network on the site's switches; recorded and diffed, nothing "
+        "aifactory renders reads it",
+    )
 
 
 class ManagementNetwork(Subnet):
@@ -347,16 +451,39 @@ class ManagementNetwork(Subnet):
 class Rail(Strict):
     """One compute rail: rail N runs over the compute port beside GPU N (the SKU's port map in the catalog)."""
 
-    name: DnsLabel
-    cidr: IPv4Network = Field(description="Pod address pool of this rail (nv-ipam)")
+    name: DnsLabel = Field(
+        description="The rail's name, unique in the site: its nv-ipam IPPool and NetworkAttachmentDefinition, the "
+        "RDMA resource rdma/rdma_NAME ('-' as '_') pods request, and its entry in rdma_rails of the SKU's group_vars"
+    )
+    cidr: IPv4Network = Field(
+        description="Pod address pool of this rail (nv-ipam IPPool subnet): it must hold a per_node_block for every "
+        "node of the site (policy net.capacity)"
+    )
 
 
 class Fabric(Strict):
-    type: Literal["infiniband", "roce"]
-    link_gbps: int = Field(gt=0, le=3200)
-    mtu: int = Field(default=4092, ge=1280, le=9216)
+    type: Literal["infiniband", "roce"] = Field(
+        description="The compute fabric: IPoIB or macvlan rail attachments, InfiniBand partition keys or RoCE VLANs "
+        "for tenants, the ports' netdev names; inventory rdma_fabric (roles/rdma), node label aifactory.io/fabric"
+    )
+    link_gbps: int = Field(
+        gt=0,
+        le=3200,
+        description="Line rate of each compute port, in Gb/s (e.g. 400); printed in the audit report, not checked "
+        "against the nodes",
+    )
+    mtu: int = Field(
+        default=4092,
+        ge=1280,
+        le=9216,
+        description="MTU of the rails' pod interfaces, in bytes: set on RoCE's macvlan attachments; the InfiniBand "
+        "(IPoIB) attachments do not take it",
+    )
     per_node_block: int = Field(
-        default=16, ge=2, le=65536, description="Pod addresses each node takes from a rail pool"
+        default=16,
+        ge=2,
+        le=65536,
+        description="Pod addresses each node takes from a rail pool (nv-ipam IPPool perNodeBlockSize)",
     )
     roce_gid_index: int | None = Field(
         default=None,
@@ -364,24 +491,59 @@ class Fabric(Strict):
         le=255,
         description="RoCE only: force NCCL_IB_GID_INDEX; unset lets NCCL (>= 2.21) find the RoCE v2 GID itself",
     )
-    rails: list[Rail] = Field(min_length=1, max_length=64)
+    rails: list[Rail] = Field(
+        min_length=1,
+        max_length=64,
+        description="The compute rails in order, rail N over the compute port beside GPU N: as many as the widest "
+        "SKU of the site has compute NICs (policy net.rails)",
+    )
 
 
 class Network(Strict):
-    domain: Domain = Field(description="DNS domain of the nodes")
-    management: ManagementNetwork
-    bmc: Subnet
-    storage: Subnet
-    fabric: Fabric
-    pods: IPv4Network
-    services: IPv4Network
-    dns: list[IPv4Address] = Field(min_length=1, max_length=16)
-    ntp: list[HostOrIp] = Field(min_length=1, max_length=16)
+    domain: Domain = Field(
+        description="DNS domain of the nodes: a node's FQDN is HOSTNAME.DOMAIN (the lab's test hosts' /etc/hosts)"
+    )
+    management: ManagementNetwork = Field(
+        description="The nodes' management network: each node's address on it is ansible_host in the inventory, "
+        "its managementIp in the stack outputs and, on rack-scale trays, its entry in the rack's IMEX node list"
+    )
+    bmc: Subnet = Field(description="The network of the nodes' BMCs, which Metal3 reaches over Redfish")
+    storage: Subnet = Field(
+        description="The storage network: each node's address on it is aifactory_storage_ip in the inventory; tenant "
+        "pods may reach the object store on it where its URL names a host, not an address"
+    )
+    fabric: Fabric = Field(description="The compute fabric (InfiniBand or RoCE) and its rails, as pods reach them")
+    pods: IPv4Network = Field(
+        description="The cluster's pod network; it overlaps no other network (policy net.overlap) and holds one /24 "
+        "per node (net.capacity); aifactory does not configure the cluster's CNI with it"
+    )
+    services: IPv4Network = Field(
+        description="The cluster's Service (ClusterIP) range; it overlaps no other network (policy net.overlap); "
+        "the lab's kube-apiserver takes it as --service-cluster-ip-range"
+    )
+    dns: list[IPv4Address] = Field(
+        min_length=1,
+        max_length=16,
+        description="The site's DNS resolvers; each address must be inside jurisdiction.in_country.networks (policy "
+        "residency.in-country); no role configures them on nodes",
+    )
+    ntp: list[HostOrIp] = Field(
+        min_length=1,
+        max_length=16,
+        description="The site's NTP servers, names or IPv4 addresses; each must be proven in-country and no public "
+        "service (policy residency); no role configures them on nodes",
+    )
 
 
 class Replication(Strict):
-    endpoint: HttpUrl
-    country: Country
+    endpoint: HttpUrl = Field(
+        description="http(s) URL of the store the bucket is replicated to; its host must be proven in-country "
+        "(policy residency); aifactory does not set the replication up on the store"
+    )
+    country: Country = Field(
+        description="Country (ISO 3166-1 alpha-2) of that store; must be jurisdiction.data_residency (policy "
+        "residency.in-country)"
+    )
 
 
 DataClassification = Literal["public", "internal", "confidential", "restricted"]
@@ -391,29 +553,80 @@ class ObjectLock(Strict):
     """S3 object lock: every new object version is retained this long; set only when the bucket is created."""
 
     # COMPLIANCE: nobody, root included, can delete or shorten it before it expires (what auditors rely on).
-    mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
+    mode: Literal["COMPLIANCE", "GOVERNANCE"] = Field(
+        default="COMPLIANCE",
+        description="S3 retention mode: COMPLIANCE, no user (the owner included) can delete or shorten it; "
+        "GOVERNANCE, a user allowed s3:BypassGovernanceRetention can; the evidence bucket must be COMPLIANCE",
+    )
     # 100 years bounds it well beyond any record-keeping law.
-    days: int = Field(ge=1, le=36500)
+    days: int = Field(
+        ge=1,
+        le=36500,
+        description="Default retention of every new object version, in days (the bucket's DefaultRetention); "
+        "evidence push sets each record's retain-until date from it",
+    )
 
 
 class Lifecycle(Strict):
     """Lifecycle rules the bucket carries (S3 lifecycle configuration)."""
 
-    abort_multipart_days: int | None = Field(default=7, ge=1, le=3650, description="drop unfinished uploads")
-    noncurrent_days: int | None = Field(default=None, ge=1, le=36500, description="expire overwritten versions")
-    expire_days: int | None = Field(default=None, ge=1, le=36500, description="expire current objects")
+    abort_multipart_days: int | None = Field(
+        default=7,
+        ge=1,
+        le=3650,
+        description="Days after which an unfinished multipart upload is aborted (rule aifactory-abort-multipart); "
+        "null: never",
+    )
+    noncurrent_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Days after which an overwritten or deleted version expires (rule aifactory-noncurrent, on "
+        "versioned buckets only); unset: kept",
+    )
+    expire_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="Days after which current objects expire (rule aifactory-expire); unset: never",
+    )
 
 
 class Bucket(Strict):
-    name: BucketName
-    purpose: Text
+    name: BucketName = Field(
+        description="S3 bucket name (Amazon's general purpose bucket naming rules), unique on the store; created "
+        "and converged by pulumi up and aifactory storage apply"
+    )
+    purpose: Text = Field(description="What the bucket holds, for people (one line); not sent to the store")
     # evidence: the site's evidence store (no deletes by policy, object lock required); one per site.
-    role: Literal["data", "checkpoints", "evidence", "state"] = "data"
-    classification: DataClassification = "confidential"
-    versioning: bool = True
-    object_lock: ObjectLock | None = None
-    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
-    replication: Replication | None = None
+    role: Literal["data", "checkpoints", "evidence", "state"] = Field(
+        default="data",
+        description="Bucket tag aifactory.io/bucket-role (data and checkpoints differ by it alone); evidence: the "
+        "site's one evidence store (aifactory evidence, COMPLIANCE lock, deletes denied by its policy); state: "
+        "Pulumi state, kept by pulumi destroy",
+    )
+    classification: DataClassification = Field(
+        default="confidential",
+        description="Data class of what the bucket holds: bucket tag aifactory.io/data-classification; confidential "
+        "and restricted buckets get the store's encryption where it declares one (storage.object_store.encryption)",
+    )
+    versioning: bool = Field(
+        default=True,
+        description="S3 versioning: true keeps every version of each object; false leaves it off (suspended where "
+        "it was on); object_lock needs it",
+    )
+    object_lock: ObjectLock | None = Field(
+        default=None,
+        description="S3 object lock, which a store enables only when it creates the bucket (a bucket made without "
+        "it must be recreated); required on the evidence bucket",
+    )
+    lifecycle: Lifecycle = Field(
+        default_factory=Lifecycle,
+        description="The bucket's S3 lifecycle rules, converged by pulumi up and storage apply",
+    )
+    replication: Replication | None = Field(
+        default=None, description="Where the bucket is replicated to, declared for the residency policy"
+    )
 
     @model_validator(mode="after")
     def _lock_needs_versions(self) -> Bucket:
@@ -436,7 +649,11 @@ class ObjectStore(Endpoint):
         max_length=64,
         description="the site's own store users (besides the owner) allowed to read and write its buckets",
     )
-    buckets: list[Bucket] = Field(min_length=1, max_length=1000)
+    buckets: list[Bucket] = Field(
+        min_length=1,
+        max_length=1000,
+        description="The site's own buckets (tenants' come from tenants[].buckets); at most one with role evidence",
+    )
 
     @model_validator(mode="after")
     def _one_evidence_store(self) -> ObjectStore:
@@ -451,44 +668,93 @@ class ObjectStore(Endpoint):
 
 
 class StorageClassSpec(Strict):
-    name: DnsLabel
-    kind: Literal["lustre", "weka", "gpfs", "nfs", "local"]
-    provisioner: QualifiedName
-    parameters: dict[QualifiedName, ParamValue] = Field(default_factory=dict, max_length=64)
-    default: bool = False
-    reclaim_policy: Literal["Retain", "Delete"] = "Retain"
+    name: DnsLabel = Field(description="The StorageClass's name, unique in the site; pulumi up creates it")
+    kind: Literal["lustre", "weka", "gpfs", "nfs", "local"] = Field(
+        description="The filesystem behind the class: local binds volumes WaitForFirstConsumer and allows no "
+        "expansion; the others bind Immediate and allow expansion"
+    )
+    provisioner: QualifiedName = Field(
+        description="The StorageClass's provisioner: the CSI driver's name (e.g. exa.csi.ddn.com), or "
+        "kubernetes.io/no-provisioner for local volumes; aifactory does not install the driver"
+    )
+    parameters: dict[QualifiedName, ParamValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="The StorageClass's parameters, passed to the provisioner as written; empty: none sent",
+    )
+    default: bool = Field(
+        default=False,
+        description="The cluster's default StorageClass (annotation storageclass.kubernetes.io/is-default-class); "
+        "at most one",
+    )
+    reclaim_policy: Literal["Retain", "Delete"] = Field(
+        default="Retain",
+        description="The StorageClass's reclaimPolicy: Retain keeps a volume when its claim is deleted, Delete "
+        "removes it",
+    )
 
 
 class Storage(Strict):
-    object_store: ObjectStore
-    classes: list[StorageClassSpec] = Field(min_length=1, max_length=64)
+    object_store: ObjectStore = Field(
+        description="The site's in-country S3 store, reached through boto3: its endpoint, region, encryption, users "
+        "and buckets"
+    )
+    classes: list[StorageClassSpec] = Field(
+        min_length=1, max_length=64, description="The cluster's StorageClasses, one per entry"
+    )
 
 
 class StateBackend(Strict):
     """Where this stack's Pulumi state lives (pulumi login URL)."""
 
-    url: StateUrl
-    country: Country
+    url: StateUrl = Field(
+        description="The backend as pulumi login takes it: s3://BUCKET?endpoint=HOST (the in-country store), "
+        "https:// or file://; its host must be proven in-country (policy residency.state-backend); the lab runs "
+        "the Pulumi CLI with it"
+    )
+    country: Country = Field(
+        description="Country (ISO 3166-1 alpha-2) the backend is operated in; must be jurisdiction.data_residency "
+        "(policy residency.state-backend)"
+    )
 
 
 class Mig(Strict):
     """How MIG devices are exposed (GPU operator mig.strategy); each pool chooses its profile (mig_config)."""
 
-    strategy: Literal["none", "single", "mixed"] = "none"
+    strategy: Literal["none", "single", "mixed"] = Field(
+        default="none",
+        description="The GPU operator chart's mig.strategy; anything but none enables its MIG manager, which applies "
+        "each pool's mig_config",
+    )
 
 
 class GpuStack(Strict):
-    driver: DriverVersion
-    cuda: CudaVersion = Field(description="CUDA toolkit major.minor")
+    driver: DriverVersion = Field(
+        description="NVIDIA driver version X.Y.Z, e.g. 580.95.05: inventory nvidia_driver_version, which "
+        "roles/nvidia_driver pins and holds; checked against CUDA, each SKU and the GPU operator (policy compat)"
+    )
+    cuda: CudaVersion = Field(
+        description="CUDA toolkit major.minor, e.g. 13.0: inventory cuda_toolkit_version (roles/cuda_toolkit); the "
+        "driver must meet its minimum (policy compat.cuda-driver)"
+    )
     cuda_components: Literal["toolkit", "runtime"] = Field(
         default="toolkit",
         description="what of CUDA the nodes get: the whole toolkit (compiler, libraries, tools), or the runtime "
         "libraries only, for nodes whose workloads bring their own compiler (roles/cuda_toolkit/defaults)",
     )
-    nccl: NcclVersion = Field(description="NCCL package version as NVIDIA publishes it, e.g. 2.26.5-1+cuda12.8")
-    gpu_operator: ChartVersion = Field(description="gpu-operator Helm chart version")
-    network_operator: OperatorVersion
-    mig: Mig = Mig()
+    nccl: NcclVersion = Field(
+        description="NCCL package version as NVIDIA publishes it, e.g. 2.26.5-1+cuda12.8: inventory "
+        "nccl_package_version (roles/nccl); built for the site's CUDA major (policy compat.nccl-cuda)"
+    )
+    gpu_operator: ChartVersion = Field(
+        description="gpu-operator Helm chart version vX.Y.Z, one the catalog has checked: pulumi up installs it from "
+        "mirrors.charts; it must support the driver's branch (policy compat.operator-driver)"
+    )
+    network_operator: OperatorVersion = Field(
+        description="NVIDIA Network Operator release X.Y.Z, one the catalog has checked: the images of the "
+        "NicClusterPolicy pulumi up creates (policy supply.digests); aifactory does not install the operator"
+    )
+    mig: Mig = Field(default=Mig(), description="MIG settings of the GPU operator")
     dra_driver: DraDriverVersion | None = Field(
         default=None,
         description="NVIDIA's DRA driver for GPUs (nvidia-dra-driver-gpu chart), for ComputeDomains on rack-scale "
@@ -550,11 +816,31 @@ class TenantBucket(Strict):
 
 
 class Tenant(Strict):
-    name: DnsLabel
-    display_name: Text
-    gpu_quota: int = Field(ge=0, le=10_000_000)
-    data_classification: DataClassification
-    max_gpus_per_pod: int = Field(default=8, ge=1, le=1024)
+    name: DnsLabel = Field(
+        description="The tenant's name, unique in the site: its namespace, the label and taint aifactory.io/tenant "
+        "on the nodes it holds, and the default of its principal and bucket"
+    )
+    display_name: Text = Field(
+        description="The tenant's name for people (one line): namespace annotation aifactory.io/display-name, audit"
+    )
+    gpu_quota: int = Field(
+        ge=0,
+        le=10_000_000,
+        description="GPUs the tenant's pods may request in all (ResourceQuota requests.nvidia.com/gpu); quotas fit "
+        "the site (policy tenants.quota) and the tenant's nodes (tenants.node-quota)",
+    )
+    data_classification: DataClassification = Field(
+        description="The data class of the tenant's work: namespace label aifactory.io/data-classification; decides "
+        "its isolation and its buckets' settings (tenancy.py; policies tenants.nodes, tenants.partition, "
+        "tenants.encryption)"
+    )
+    max_gpus_per_pod: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Most GPUs one container of the tenant may request (LimitRange max nvidia.com/gpu); policy "
+        "tenants.pod-size warns past the largest node",
+    )
     nodes: list[NodeSet] = Field(
         default_factory=list,
         max_length=1024,
@@ -609,25 +895,50 @@ class PolicySkip(Strict):
 
 
 class Policies(Strict):
-    skip: list[PolicySkip] = Field(default_factory=list, max_length=64)
+    skip: list[PolicySkip] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Checks this site skips: their errors and warnings are reported as skipped, with the reason; "
+        "residency and secrets cannot be skipped",
+    )
 
 
 class Site(Strict):
-    code: SiteCode
-    country: Country
-    name: Text
-    jurisdiction: Jurisdiction
-    location: Location
-    kubernetes: Kubernetes
-    state_backend: StateBackend
-    pools: list[NodePool] = Field(min_length=1, max_length=256)
-    network: Network
-    storage: Storage
-    gpu_stack: GpuStack
-    mirrors: Mirrors
-    tenants: list[Tenant] = Field(default_factory=list, max_length=10_000)
-    retired_tenants: list[RetiredTenant] = Field(default_factory=list, max_length=10_000)
-    policies: Policies = Policies()
+    code: SiteCode = Field(
+        description="The site's code, the stack's name (stacks/Pulumi.CODE.yaml): {site} in hostnames, label "
+        "aifactory.io/site, inventory group site_CODE"
+    )
+    country: Country = Field(
+        description="Country (ISO 3166-1 alpha-2) the site is in; must be jurisdiction.data_residency (policy "
+        "residency.in-country); inventory aifactory_country, stack output country"
+    )
+    name: Text = Field(
+        description="The site's name for people (one line): the audit report's title, inventory aifactory_site_name"
+    )
+    jurisdiction: Jurisdiction = Field(description="The law the site is under and the country its data stays in")
+    location: Location = Field(description="Where the site is, for the audit report")
+    kubernetes: Kubernetes = Field(description="The site's Kubernetes cluster, as pulumi up and rollouts reach it")
+    state_backend: StateBackend = Field(description="Where Pulumi keeps this stack's state (pulumi login URL)")
+    pools: list[NodePool] = Field(
+        min_length=1, max_length=256, description="The site's node pools: nodes of one SKU, named by one scheme"
+    )
+    network: Network = Field(description="The site's networks, compute fabric, DNS and NTP")
+    storage: Storage = Field(description="The in-country object store and the cluster's storage classes")
+    gpu_stack: GpuStack = Field(
+        description="The NVIDIA software every node and the cluster run: driver, CUDA, NCCL, operators, MIG"
+    )
+    mirrors: Mirrors = Field(description="The in-country mirrors every package, chart and image comes from")
+    tenants: list[Tenant] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="The site's tenants, each kept apart by its nodes, fabric partition and buckets (tenancy.py)",
+    )
+    retired_tenants: list[RetiredTenant] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="Tenants that left the site whose buckets are kept, granted to no one (policy tenants.retired)",
+    )
+    policies: Policies = Field(default=Policies(), description="Exceptions to the policy checks, each with its reason")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Site:

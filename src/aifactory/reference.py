@@ -97,8 +97,9 @@ def paths() -> set[str]:
     return {e.path for e in walk()}
 
 
-def undescribed() -> list[str]:
-    return [e.path for e in walk() if not e.description]
+def undescribed(model: type[BaseModel] = Site) -> list[str]:
+    """Field paths with no description: their rows in the reference would say nothing (a test keeps this empty)."""
+    return [e.path for e in walk(model) if not e.description]
 
 
 def render() -> str:
