@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.helm.v3 import Release
 
 from .. import catalog, labels
 from ..catalog import supply
 from ..model import Site
+from .namespaces import operator_namespace
 
 
 def rack_scale_skus(site: Site) -> list[str]:
@@ -70,15 +70,8 @@ class DraDriver(pulumi.ComponentResource):
         super().__init__("aifactory:site:DraDriver", name, None, opts)
         site = args.site
         release = catalog.DRA_DRIVER_RELEASES[str(site.gpu_stack.dra_driver)]
-        ns = Namespace(
-            f"{name}-namespace",
-            metadata={
-                "name": args.namespace,
-                # The kubelet plugin and the IMEX daemons run privileged (device nodes, the driver root).
-                "labels": {"pod-security.kubernetes.io/enforce": "privileged", labels.MANAGED_BY: "aifactory"},
-            },
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        # The kubelet plugin and the IMEX daemons run privileged (device nodes, the driver root).
+        ns = operator_namespace(f"{name}-namespace", args.namespace, self)
         # helm.v3.Release: the chart's CRDs (ComputeDomain, ComputeDomainClique) come with it.
         self.release = Release(
             f"{name}-release",

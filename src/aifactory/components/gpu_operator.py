@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.helm.v3 import Release
 
-from .. import catalog, labels
+from .. import catalog
 from ..catalog import supply
 from ..model import Site
+from .namespaces import operator_namespace
 
 # MIG configuration of a node without the nvidia.com/mig.config label; the ClusterPolicy CRD
 # admits only this or "" (gpu-operator crds/nvidia.com_clusterpolicies.yaml, migManager.config.default).
@@ -102,15 +102,7 @@ class GpuOperator(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuOperatorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("aifactory:site:GpuOperator", name, None, opts)
         site = args.site
-        ns = Namespace(
-            f"{name}-namespace",
-            metadata={
-                "name": args.namespace,
-                # Operands run privileged (driver libraries, device nodes).
-                "labels": {"pod-security.kubernetes.io/enforce": "privileged", labels.MANAGED_BY: "aifactory"},
-            },
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        ns = operator_namespace(f"{name}-namespace", args.namespace, self)  # operands: driver libraries, devices
         skipped = release_skipped(site)
         if skipped:
             pulumi.log.warn(f"skipped: the gpu-operator Helm release {site.gpu_stack.gpu_operator}: {skipped}", self)

@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 
 import pulumi
 from pulumi_kubernetes.apiextensions import CustomResource
-from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.networking.v1 import NetworkPolicy
 
 from .. import catalog, labels, tenancy
 from ..catalog import supply
 from ..model import Rail, Site, Tenant
+from .namespaces import operator_namespace
 
 
 @dataclass(frozen=True)
@@ -198,18 +198,7 @@ class SiteNetwork(pulumi.ComponentResource):
         # The IPPools and the rails' attachments live in the operator's namespace, which nothing else
         # here creates: the real API server refused them (404, namespace not found) where the mock
         # runtime had taken them. Its pods load drivers and device plugins: privileged.
-        namespace = Namespace(
-            f"{name}-namespace",
-            metadata={
-                "name": args.namespace,
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "privileged",
-                    labels.SITE: site.code,
-                    labels.MANAGED_BY: "aifactory",
-                },
-            },
-            opts=child,
-        )
+        namespace = operator_namespace(f"{name}-namespace", args.namespace, self, {labels.SITE: site.code})
         policy = CustomResource(
             "nic-cluster-policy",
             api_version="mellanox.com/v1alpha1",
