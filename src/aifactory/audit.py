@@ -93,6 +93,16 @@ def _bucket_facts(region: str | None, versioning: bool, lock: dict[str, Any] | N
     return f"{region or '(default region)'}, versioning {'on' if versioning else 'off'}, {locked}"
 
 
+def _live_bucket(live: dict[str, Any] | str | None, name: str) -> tuple[Any, str]:
+    """The live store's state of bucket ``name`` when it was read and the bucket exists; else why not."""
+    state = live.get(name) if isinstance(live, dict) else None
+    if state is None:
+        return None, "not read"
+    if not state.exists:
+        return None, "MISSING"
+    return state, ""
+
+
 def storage_rows(stack: Stack, live: dict[str, Any] | str | None) -> tuple[str, list[dict[str, str]]]:
     """Each declared bucket beside what the live store says (``live``: per-bucket state, or why it was not read)."""
     if isinstance(live, dict):
@@ -104,12 +114,8 @@ def storage_rows(stack: Stack, live: dict[str, Any] | str | None) -> tuple[str, 
     rows = []
     for b in stack.site.storage.object_store.buckets:
         lock = {"mode": b.object_lock.mode, "days": b.object_lock.days} if b.object_lock else None
-        state = live.get(b.name) if isinstance(live, dict) else None
-        if state is None:
-            said = "not read"
-        elif not state.exists:
-            said = "MISSING"
-        else:
+        state, said = _live_bucket(live, b.name)
+        if state is not None:
             said = _bucket_facts(state.region, state.versioning, state.object_lock)
         rows.append(
             {
@@ -171,12 +177,8 @@ def tenant_rows(stack: Stack, live: dict[str, Any] | str | None) -> list[dict[st
         bucket_rows = []
         for b in tenancy.buckets(site, t):
             declared = _granted(specs[b.name]["policy"])
-            state = live.get(b.name) if isinstance(live, dict) else None
-            if state is None:
-                said = "not read"
-            elif not state.exists:
-                said = "MISSING"
-            else:
+            state, said = _live_bucket(live, b.name)
+            if state is not None:
                 found = _granted(state.policy)
                 grants = ", ".join(found) or "no one"
                 said = f"grants {grants}" if found == declared else f"DIFFERENT: grants {grants}"
