@@ -61,6 +61,21 @@ def write_copy(where: Path, nodes: int, endpoint: str) -> None:
     scratch.write_stack(where, doc)
 
 
+def lab_cli(engines: Any, control_plane: Any, where: Path, tmp_path: Path) -> Cli:
+    """The real CLI on the copy's lab stack: state on local disk, the lab passphrase, the test's control plane."""
+    cli = Cli(
+        engines,
+        where,
+        "lab",
+        f"file://{tmp_path / 'state'}",
+        tmp_path / "home",
+        {"PULUMI_CONFIG_PASSPHRASE_FILE": str(LAB_PASSPHRASE), "KUBECONFIG": str(control_plane.kubeconfig)},
+        say=lambda _m: None,
+    )
+    cli.select()
+    return cli
+
+
 def bmh(api: Any, name: str) -> dict[str, Any] | None:
     try:
         return client.CustomObjectsApi(api).get_namespaced_custom_object(
@@ -110,16 +125,7 @@ def test_a_node_added_to_the_stack_is_exactly_its_resources_and_removing_it_dele
     write_copy(where, 2, store.endpoint)
     stack = load_stack(where, "lab")
     kube.apply_crds(control_plane, services.crd_files(ROOT, stack.site))
-    cli = Cli(
-        engines,
-        where,
-        "lab",
-        f"file://{tmp_path / 'state'}",
-        tmp_path / "home",
-        {"PULUMI_CONFIG_PASSPHRASE_FILE": str(LAB_PASSPHRASE), "KUBECONFIG": str(control_plane.kubeconfig)},
-        say=lambda _m: None,
-    )
-    cli.select()
+    cli = lab_cli(engines, control_plane, where, tmp_path)
     up = cli.run("up", "--yes", "--skip-preview", capture=True)
     assert "skipped: the gpu-operator Helm release" in up.stdout + up.stderr  # said, per object, with its reason
     api = control_plane.client()
@@ -165,16 +171,7 @@ def test_a_tenant_removed_from_the_stack_leaves_its_bucket_and_data_on_the_store
     stack = load_stack(where, "lab")
     assert stack.s3_credential is not None
     kube.apply_crds(control_plane, services.crd_files(ROOT, stack.site))
-    cli = Cli(
-        engines,
-        where,
-        "lab",
-        f"file://{tmp_path / 'state'}",
-        tmp_path / "home",
-        {"PULUMI_CONFIG_PASSPHRASE_FILE": str(LAB_PASSPHRASE), "KUBECONFIG": str(control_plane.kubeconfig)},
-        say=lambda _m: None,
-    )
-    cli.select()
+    cli = lab_cli(engines, control_plane, where, tmp_path)
     cli.run("up", "--yes", "--skip-preview", capture=True)
     crypter = Crypter.from_state(read_passphrase_file(LAB_PASSPHRASE), stack.encryptionsalt)
     creds = s3.Credentials(stack.s3_credential.access_key_id, crypter.decrypt(stack.s3_credential.secret_ciphertext))
